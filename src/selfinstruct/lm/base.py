@@ -1,0 +1,88 @@
+"""The one interface every language-model backend implements.
+
+Prompts are plain text built once by `selfinstruct.prompts`; a backend only turns a prompt and decoding
+settings into a completion. Chat-style backends wrap the same text as a single user message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings of one request (OpenAI completion semantics)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One reply. `finish_reason == "length"` means the reply was cut by max_tokens."""
+
+    text: str
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A prompt, its decoding settings and the pipeline stage it serves (for usage accounting)."""
+
+    prompt: str
+    decoding: Decoding
+    stage: str = "other"
+    metadata: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+
+class LMError(RuntimeError):
+    """A request failed for good (after retries), or the backend cannot be used."""
+
+
+class RetryableLMError(LMError):
+    """A transient failure (429, 5xx, timeout, connection reset). `retry_after` is in seconds if known."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class LM(Protocol):
+    """A backend. `identity` names backend+model+mode for the response cache key."""
+
+    @property
+    def identity(self) -> str: ...
+
+    async def complete(self, prompt: str, decoding: Decoding) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+def cache_key(identity: str, prompt: str, decoding: Decoding) -> str:
+    """Stable key of a request: same backend, model, prompt and decoding -> same key."""
+    payload = json.dumps(
+        {"identity": identity, "prompt": prompt, "decoding": decoding.as_dict()},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
