@@ -1,0 +1,245 @@
+"""The `selfinstruct` command. One small function per command; the work lives in the packages below."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from selfinstruct.cli.options import with_setting_flags
+from selfinstruct.errors import UserError
+from selfinstruct.lm.base import LMError
+
+app = typer.Typer(
+    name="selfinstruct",
+    help="Self-Instruct end to end: bootstrap instruction data from any LM, filter it, fine-tune, evaluate.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+RunDirOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed if it exists).")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML file of settings (same keys as the flags).")
+]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show the live progress bar.")]
+
+
+def _run_stages(run_dir: Path, config: Path | None, overrides: dict[str, Any], stages: tuple[str, ...],
+                progress: bool, *, create: bool, export: bool = False) -> None:
+    from selfinstruct.export import export_run
+    from selfinstruct.pipeline.session import execute, open_run
+
+    run = open_run(run_dir, config, overrides, create=create)
+    if run.resumed:
+        console.print(f"Resuming {run_dir} (done work is kept; answered requests come from the cache).")
+    try:
+        summary = execute(run, stages=stages, console=console, show_progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]Interrupted. Nothing answered is lost: rerun the same command to resume {run_dir}.")
+        raise typer.Exit(130) from None
+    finally:
+        run.store.close()
+    _print_summary(summary)
+    if export:
+        written = export_run(run_dir)
+        console.print(f"Exported {len(written)} files to {run_dir / 'export'}")
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title="Stage 1: where the candidates went")
+    table.add_column("step")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for name, n, share in summary.acceptance_rows():
+        table.add_row(name, str(n), share)
+    console.print(table)
+    other = Table(title="Stages 2-3 and LM usage")
+    other.add_column("what")
+    other.add_column("count", justify="right")
+    other.add_row("stage-1 requests", str(summary.gen_requests))
+    other.add_row("stage-1 replies cut by max_tokens", str(summary.gen_requests_truncated))
+    share = f" ({100 * summary.classification / summary.classified:.0f}%)" if summary.classified else ""
+    other.add_row("classification tasks / classified", f"{summary.classification}/{summary.classified}{share}")
+    other.add_row("instances kept / parsed", f"{summary.instances_kept}/{summary.instances}")
+    for verdict, n in sorted(summary.instance_verdicts.items()):
+        if verdict != "kept":
+            other.add_row(f"instances dropped: {verdict}", str(n))
+    for row in summary.usage:
+        other.add_row(
+            f"LM {row.get('stage')}: requests (cached) / tokens",
+            f"{row.get('requests')} ({row.get('cache_hits', 0)}) / "
+            f"{int(row.get('prompt_tokens', 0)) + int(row.get('completion_tokens', 0)):,}",
+        )
+    other.add_row("wall time (s)", f"{summary.wall_seconds}")
+    console.print(other)
+
+
+@app.command()
+@with_setting_flags
+def generate(
+    out: RunDirOption = Path("runs/demo"),
+    config: ConfigOption = None,
+    progress: ProgressOption = True,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="Write RUN_DIR/export at the end.")] = True,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Run all stages as one streaming pipeline: instructions, classification, instances (then export).
+
+    Kill it at any moment and rerun the same command: it resumes without losing or repeating work."""
+    _run_stages(out, config, overrides, ("instructions", "classify", "instances"), progress,
+                create=True, export=export)
+
+
+@app.command()
+@with_setting_flags
+def instructions(
+    out: RunDirOption = Path("runs/demo"),
+    config: ConfigOption = None,
+    progress: ProgressOption = True,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Stage 1 only: bootstrap instructions from the seed pool into RUN_DIR."""
+    _run_stages(out, config, overrides, ("instructions",), progress, create=True)
+
+
+@app.command()
+@with_setting_flags
+def classify(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory holding stage-1 results.")],
+    config: ConfigOption = None,
+    progress: ProgressOption = True,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Stage 2 only: decide which kept instructions are classification tasks."""
+    _run_stages(run_dir, config, overrides, ("classify",), progress, create=False)
+
+
+@app.command()
+@with_setting_flags
+def instances(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory holding stage-1/2 results.")],
+    config: ConfigOption = None,
+    progress: ProgressOption = True,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Stage 3 only: generate and filter instances (classifies first where stage 2 has not run)."""
+    _run_stages(run_dir, config, overrides, ("classify", "instances"), progress, create=False)
+
+
+@app.command()
+def prepare(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output JSONL [default: RUN_DIR/export/finetune.jsonl]")] = None,
+    seeds: Annotated[bool, typer.Option("--seeds/--no-seeds", help="Include the seed tasks' instances.")] = True,
+) -> None:
+    """Stage 4: prompt/completion fine-tuning data (the paper's template mix, duplicates dropped, shuffled)."""
+    from selfinstruct.export import export_run
+
+    written = export_run(run_dir, formats=["finetune"], include_seeds=seeds)
+    path, rows = written["finetune"]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(out)
+        path = out
+    console.print(f"Wrote {rows} prompt/completion pairs to {path}")
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: RUN_DIR/export]")] = None,
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help="paper, finetune, alpaca, openai-chat, parquet (repeatable) [default: all]"),
+    ] = None,
+    seeds: Annotated[bool, typer.Option("--seeds/--no-seeds", help="Include seed tasks in finetune data.")] = True,
+) -> None:
+    """Write the run's data: the paper's files, fine-tuning data, Alpaca JSON, chat messages, Parquet."""
+    from selfinstruct.export import FORMATS, export_run
+
+    written = export_run(run_dir, out, fmt or FORMATS, include_seeds=seeds)
+    table = Table(title="Exported")
+    table.add_column("file")
+    table.add_column("rows", justify="right")
+    for path, rows in written.values():
+        table.add_row(str(path), str(rows))
+    console.print(table)
+
+
+@app.command("config")
+@with_setting_flags
+def config_command(
+    config: ConfigOption = None,
+    show: Annotated[bool, typer.Option("--show", help="Print the resolved settings as YAML.")] = True,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Print the resolved settings (defaults < --config file < flags) as YAML, ready to edit and reuse."""
+    from selfinstruct.config import resolve_settings
+
+    settings = resolve_settings(config, overrides)
+    if show:
+        sys.stdout.write(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+
+
+def _register_optional() -> None:
+    """Commands owned by other packages; each module defines one typer function or sub-app."""
+    import importlib
+
+    for module_name, attr, name in (
+        ("dedup", "dedup", "dedup"),
+        ("finetune", "finetune", "finetune"),
+        ("report", "report", "report"),
+        ("review", "review", "review"),
+        ("eval", "eval_app", "eval"),
+    ):
+        try:
+            module = importlib.import_module(f"selfinstruct.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"selfinstruct.cli.{module_name}":
+                raise
+            continue
+        target = getattr(module, attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+def run() -> None:
+    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    _register_optional()
+    try:
+        app(standalone_mode=False)
+    except UserError as err:
+        console.print(f"error: {err}", markup=False, highlight=False)
+        sys.exit(err.exit_code)
+    except LMError as err:
+        console.print(f"error: LM request failed: {err}. Rerun the same command to resume.", markup=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("Aborted.")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted; rerun the same command to resume.")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,182 @@
+"""Writing a run's data out: the paper's files, stage-4 fine-tuning data, Alpaca JSON, chat messages
+(also OpenAI's fine-tuning chat format) and Parquet. Each file loads with `datasets.load_dataset`."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from selfinstruct.errors import UserError
+from selfinstruct.pipeline.prepare import prepare_finetune_data, write_finetune_jsonl
+from selfinstruct.records import Task
+from selfinstruct.store import RunStore
+
+FORMATS = ("paper", "finetune", "alpaca", "openai-chat", "parquet")
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, object]]) -> int:
+    count = 0
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)  # never leave a half-written file behind
+    return count
+
+
+def instance_rows(tasks: Iterable[Task]) -> list[dict[str, object]]:
+    """One row per instance: the paper's all_generated_instances.jsonl."""
+    return [
+        {"instruction": t.instruction, "input": i.input, "output": i.output, "is_classification": t.is_classification}
+        for t in tasks
+        for i in t.instances
+    ]
+
+
+def chat_rows(tasks: Iterable[Task]) -> list[dict[str, object]]:
+    """OpenAI fine-tuning chat format: the instruction (and input) as the user turn."""
+    rows = []
+    for t in tasks:
+        for i in t.instances:
+            user = t.instruction if not i.input.strip() else f"{t.instruction}\n\n{i.input}"
+            rows.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": i.output}]})
+    return rows
+
+
+def _model_tag(store: RunStore) -> str:
+    settings = store.get_meta("settings") or {}
+    lm = settings.get("lm", {}) if isinstance(settings, dict) else {}
+    name = str(lm.get("model") or lm.get("backend") or "lm")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "lm"
+
+
+def export_run(
+    run_dir: Path,
+    out_dir: Path | None = None,
+    formats: Iterable[str] = FORMATS,
+    *,
+    include_seeds: bool = True,
+) -> dict[str, tuple[Path, int]]:
+    """Write the requested formats; returns {name: (path, rows)}."""
+    formats = list(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise UserError(f"--format: unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    store = RunStore.open(run_dir)
+    try:
+        out = out_dir or run_dir / "export"
+        out.mkdir(parents=True, exist_ok=True)
+        tasks = store.generated_tasks()
+        written: dict[str, tuple[Path, int]] = {}
+        if "paper" in formats:
+            written.update(_paper_files(store, out))
+        if "finetune" in formats:
+            settings = store.get_meta("settings") or {}
+            seed = int(settings.get("seed", 0)) if isinstance(settings, dict) else 0
+            examples = prepare_finetune_data(
+                tasks, seed=seed, seed_tasks=store.seed_tasks() if include_seeds else ()
+            )
+            path = out / "finetune.jsonl"
+            write_finetune_jsonl(examples, path)
+            written["finetune"] = (path, len(examples))
+        if "alpaca" in formats:
+            path = out / "alpaca.json"
+            rows = [{k: r[k] for k in ("instruction", "input", "output")} for r in instance_rows(tasks)]
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+            tmp.replace(path)
+            written["alpaca"] = (path, len(rows))
+        if "openai-chat" in formats:
+            path = out / "chat_messages.jsonl"
+            written["openai-chat"] = (path, _write_jsonl(path, chat_rows(tasks)))
+        if "parquet" in formats:
+            path = out / "instances.parquet"
+            rows = instance_rows(tasks)
+            table = pa.Table.from_pylist(
+                rows,
+                schema=pa.schema(
+                    [
+                        ("instruction", pa.string()),
+                        ("input", pa.string()),
+                        ("output", pa.string()),
+                        ("is_classification", pa.bool_()),
+                    ]
+                ),
+            )
+            pq.write_table(table, path)
+            written["parquet"] = (path, len(rows))
+        return written
+    finally:
+        store.close()
+
+
+def _paper_files(store: RunStore, out: Path) -> dict[str, tuple[Path, int]]:
+    rows = store.conn.execute(
+        "SELECT i.*, c.request_id FROM instructions i JOIN candidates c ON c.id = i.candidate_id ORDER BY i.id"
+    ).fetchall()
+    written: dict[str, tuple[Path, int]] = {}
+    path = out / "machine_generated_instructions.jsonl"
+    written["machine_generated_instructions"] = (
+        path,
+        _write_jsonl(
+            path,
+            (
+                {
+                    "instruction": r["instruction"],
+                    "most_similar": dict(json.loads(r["most_similar"])),
+                    "avg_similarity_score": r["avg_similarity"],
+                    "max_similarity_score": r["max_similarity"],
+                    "request_idx": r["request_id"],
+                }
+                for r in rows
+            ),
+        ),
+    )
+    path = out / f"is_clf_or_not_{_model_tag(store)}.jsonl"
+    written["is_clf_or_not"] = (
+        path,
+        _write_jsonl(
+            path,
+            (
+                {"instruction": r["instruction"], "is_classification": r["clf_reply"]}
+                for r in rows
+                if r["is_classification"] is not None
+            ),
+        ),
+    )
+    instances = store.conn.execute(
+        "SELECT instruction_id, input, output, verdict FROM instances ORDER BY instruction_id, position"
+    ).fetchall()
+    by_instruction: dict[int, list[dict[str, str]]] = {}
+    for r in instances:
+        if r["verdict"] == "kept":
+            by_instruction.setdefault(r["instruction_id"], []).append({"input": r["input"], "output": r["output"]})
+    path = out / "machine_generated_instances.jsonl"
+    written["machine_generated_instances"] = (
+        path,
+        _write_jsonl(
+            path,
+            (
+                {
+                    "instruction": r["instruction"],
+                    "is_classification": None if r["is_classification"] is None else bool(r["is_classification"]),
+                    "raw_instances": r["instances_reply"],
+                    "finish_reason": r["instances_finish"],
+                    "instances": by_instruction.get(r["id"], []),
+                    "most_similar": dict(json.loads(r["most_similar"])),
+                    "avg_similarity_score": r["avg_similarity"],
+                }
+                for r in rows
+                if r["instances_status"] == "done"
+            ),
+        ),
+    )
+    path = out / "all_generated_instances.jsonl"
+    written["all_generated_instances"] = (path, _write_jsonl(path, instance_rows(store.generated_tasks())))
+    return written

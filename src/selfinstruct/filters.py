@@ -1,0 +1,100 @@
+"""The paper's filters. Each returns a named verdict so every drop is counted and explained."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from selfinstruct.config import FilterSettings
+from selfinstruct.parse import ParsedInstance
+
+KEPT = "kept"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # KEPT or the name of the filter that dropped the item
+    detail: str | None = None
+
+    @property
+    def kept(self) -> bool:
+        return self.verdict == KEPT
+
+
+def normalize_instruction(raw: str) -> str:
+    """Collapse whitespace, strip, capitalise the first letter."""
+    text = " ".join(raw.split())
+    return text[:1].upper() + text[1:]
+
+
+@dataclass(frozen=True)
+class InstructionFilter:
+    """Filters 1-5 of stage 1 (novelty, filter 6, needs the pool and lives in the pipeline)."""
+
+    settings: FilterSettings
+
+    @cached_property
+    def _blacklist(self) -> re.Pattern[str] | None:
+        words = [w for w in (*self.settings.blacklist, *self.settings.blacklist_extra) if w.strip()]
+        if not words:
+            return None
+        alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in words)
+        return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+
+    def check(self, instruction: str) -> Verdict:
+        if not instruction:
+            return Verdict("empty")
+        words = len(instruction.split())
+        if words < self.settings.min_words:
+            return Verdict("too_short", f"{words} words")
+        if words > self.settings.max_words:
+            return Verdict("too_long", f"{words} words")
+        if self._blacklist is not None and (match := self._blacklist.search(instruction)):
+            return Verdict("blacklist", match.group(0).lower())
+        for prefix in self.settings.bad_prefixes:
+            if instruction.startswith(prefix):
+                return Verdict("bad_prefix", prefix)
+        first = instruction[0]
+        if first in string.punctuation:
+            return Verdict("punctuation_start", first)
+        if not first.isascii():
+            return Verdict("non_ascii_start", first)
+        return Verdict(KEPT)
+
+
+def filter_instances(parsed: Sequence[ParsedInstance]) -> list[Verdict]:
+    """Stage 3's instance filters, one verdict per parsed instance, in order.
+
+    Per instance: cut by the length limit, empty output, input == output, input or output ending with ':'
+    (a sign of truncation). Then for the task: two instances with the same non-empty input but different
+    outputs void all of them; exact duplicates after the first are dropped."""
+    verdicts: list[Verdict] = []
+    for inst in parsed:
+        if inst.truncated:
+            verdicts.append(Verdict("truncated"))
+        elif not inst.output:
+            verdicts.append(Verdict("empty_output"))
+        elif inst.input == inst.output:
+            verdicts.append(Verdict("input_equals_output"))
+        elif inst.input.endswith(":") or inst.output.endswith(":"):
+            verdicts.append(Verdict("ends_with_colon"))
+        else:
+            verdicts.append(Verdict(KEPT))
+    outputs_by_input: dict[str, set[str]] = {}
+    for inst, verdict in zip(parsed, verdicts, strict=True):
+        if verdict.kept and inst.input:
+            outputs_by_input.setdefault(inst.input, set()).add(inst.output)
+    if any(len(outputs) > 1 for outputs in outputs_by_input.values()):
+        return [Verdict("conflicting_outputs") if v.kept else v for v in verdicts]
+    seen: set[tuple[str, str]] = set()
+    for index, (inst, verdict) in enumerate(zip(parsed, verdicts, strict=True)):
+        if not verdict.kept:
+            continue
+        key = (inst.input, inst.output)
+        if key in seen:
+            verdicts[index] = Verdict("duplicate")
+        seen.add(key)
+    return verdicts

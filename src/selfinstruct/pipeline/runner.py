@@ -1,0 +1,194 @@
+"""The streaming pipeline: stage 1 keeps `concurrency` requests in flight; each accepted instruction is
+classified (stage 2) and given instances (stage 3) at once, while stage 1 goes on.
+
+Determinism: stage-1 replies are processed in request order, and request n is built from the pool as it
+stood after reply n - concurrency. So a fixed seed and the same LM replies give the same run, whatever the
+timing. Every step commits atomically with its done-marker in the store, so a killed run resumes where it
+stopped: requests already answered come from the response cache, nothing is processed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from selfinstruct.config import RunSettings
+from selfinstruct.lm.base import Completion, Request
+from selfinstruct.lm.client import LMClient
+from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.pipeline.classify import Classifier
+from selfinstruct.pipeline.instances import InstanceGenerator
+from selfinstruct.pipeline.instructions import InstructionProcessor, build_generation_prompt
+from selfinstruct.records import Task
+from selfinstruct.store import RunStore
+
+STAGES = ("instructions", "classify", "instances")
+
+
+@dataclass
+class PipelineState:
+    """What the progress display reads; updated by the runner only."""
+
+    target: int
+    kept: int = 0
+    gen_requests_done: int = 0
+    instructions_finished: int = 0
+    stopped_reason: str = ""
+
+
+def pool_seeds(seeds: Sequence[Task], classification_only: bool) -> list[Task]:
+    return [t for t in seeds if t.is_classification] if classification_only else list(seeds)
+
+
+class PipelineRunner:
+    def __init__(
+        self,
+        settings: RunSettings,
+        store: RunStore,
+        client: LMClient,
+        seeds: Sequence[Task],
+        *,
+        stages: Sequence[str] = STAGES,
+        on_update: Callable[[PipelineState], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.seeds = list(seeds)
+        self.stages = set(stages)
+        self.on_update = on_update or (lambda state: None)
+        self.state = PipelineState(target=settings.num_instructions)
+        self.seed_instructions = [
+            t.instruction for t in pool_seeds(self.seeds, settings.generation.classification_only)
+        ]
+        self.machine_instructions: list[str] = []
+        self.index = NoveltyIndex(
+            threshold=settings.filters.novelty_threshold,
+            top_k=settings.filters.novelty_top_k,
+            with_mean=settings.filters.novelty_mean,
+        )
+        self.classifier = Classifier(settings, self.seeds)
+        self.instance_generator = InstanceGenerator(settings, self.seeds)
+        self._followups: set[asyncio.Task[None]] = set()
+
+    # -- entry point -----------------------------------------------------------------------------------
+    async def run(self) -> PipelineState:
+        self._load_pool()
+        for kept in self.store.kept_instructions(
+            where="is_classification IS NULL OR instances_status = 'pending'"
+        ):
+            self._follow_up(kept.id, kept.instruction, kept.is_classification)
+        if "instructions" in self.stages:
+            await self._generate()
+        while self._followups:
+            await asyncio.gather(*list(self._followups))
+        self.on_update(self.state)
+        return self.state
+
+    def _load_pool(self) -> None:
+        """Seeds first, then kept instructions in acceptance order: the pool as it was."""
+        for instruction in self.seed_instructions:
+            self.index.add(instruction)
+        for kept in self.store.kept_instructions():
+            self.index.add(kept.instruction)
+            self.machine_instructions.append(kept.instruction)
+        self.state.kept = len(self.machine_instructions)
+
+    # -- stage 1 ---------------------------------------------------------------------------------------
+    def _enough(self) -> bool:
+        max_requests = self.settings.generation.max_requests
+        if max_requests is not None and self.store.count("SELECT COUNT(*) FROM gen_requests") >= max_requests:
+            self.state.stopped_reason = f"reached --max-requests {max_requests}"
+            return True
+        return self.state.kept >= self.state.target
+
+    async def _generate(self) -> None:
+        window = self.settings.lm.concurrency
+        pending = self.store.pending_gen_requests()
+        in_flight: dict[int, asyncio.Task[Completion]] = {}
+        first_numbers: dict[int, int] = {}
+        for row in pending:
+            in_flight[row.id] = asyncio.create_task(self._send_generation(row.id, row.prompt))
+            first_numbers[row.id] = len(row.prompt_instructions) + 1
+        head = pending[0].id if pending else self.store.next_gen_request_id()
+        next_id = self.store.next_gen_request_id()
+        processor = InstructionProcessor(self.settings, self.index)
+        try:
+            while self.state.kept < self.state.target:
+                while next_id < head + window and not self._enough():
+                    prompt = build_generation_prompt(
+                        self.settings, self.seed_instructions, self.machine_instructions, next_id
+                    )
+                    self.store.add_gen_request(next_id, prompt.instructions, prompt.text)
+                    in_flight[next_id] = asyncio.create_task(self._send_generation(next_id, prompt.text))
+                    first_numbers[next_id] = len(prompt.instructions) + 1
+                    next_id += 1
+                if head not in in_flight:
+                    break  # nothing left to wait for (request cap reached)
+                completion = await in_flight.pop(head)
+                records, kept = processor.process(
+                    completion.text, completion.finish_reason, first_numbers.pop(head)
+                )
+                new_ids = self.store.finish_gen_request(
+                    head, completion.text, completion.finish_reason, records, kept
+                )
+                for instruction_id, record in zip(
+                    new_ids, (r for r in records if r.position in kept), strict=True
+                ):
+                    self.machine_instructions.append(record.instruction)
+                    self._follow_up(instruction_id, record.instruction, None)
+                self.state.kept = len(self.machine_instructions)
+                self.state.gen_requests_done += 1
+                head += 1
+                self.on_update(self.state)
+        finally:
+            # Requests beyond the target stay 'pending' in the store: a later, larger run resends them.
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+
+    async def _send_generation(self, request_id: int, prompt: str) -> Completion:
+        # A per-request sampling seed: reproducible where the backend honours it, and distinct cache keys.
+        decoding = dataclasses.replace(
+            self.settings.generation_decoding(), seed=self.settings.seed * 1_000_003 + request_id
+        )
+        return await self.client.complete(Request(prompt, decoding, stage="instructions"))
+
+    # -- stages 2 and 3 --------------------------------------------------------------------------------
+    def _follow_up(self, instruction_id: int, instruction: str, is_classification: bool | None) -> None:
+        if not ({"classify", "instances"} & self.stages):
+            return
+        task = asyncio.create_task(self._finish_instruction(instruction_id, instruction, is_classification))
+        self._followups.add(task)
+        task.add_done_callback(self._followups.discard)
+
+    async def _finish_instruction(
+        self, instruction_id: int, instruction: str, is_classification: bool | None
+    ) -> None:
+        if is_classification is None:
+            if "classify" not in self.stages:
+                return
+            reply = await self.client.complete(
+                Request(self.classifier.prompt(instruction), self.settings.classify_decoding(), "classify")
+            )
+            is_classification = self.classifier.parse(reply.text)
+            self.store.set_classification(instruction_id, is_classification, reply.text)
+        if "instances" not in self.stages:
+            return
+        status = self.store.count(
+            "SELECT COUNT(*) FROM instructions WHERE id = ? AND instances_status = 'pending'", (instruction_id,)
+        )
+        if not status:
+            return
+        prompt = self.instance_generator.prompt(instruction, is_classification)
+        reply = await self.client.complete(
+            Request(prompt, self.settings.instance_decoding(is_classification), "instances")
+        )
+        records = self.instance_generator.process(
+            instruction_id, reply.text, reply.finish_reason, is_classification
+        )
+        self.store.finish_instances(instruction_id, reply.text, reply.finish_reason, records)
+        self.state.instructions_finished += 1
+        self.on_update(self.state)

@@ -1,0 +1,135 @@
+"""Opening (or resuming) a run and driving the runner with a live progress display."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from selfinstruct.config import RunSettings, resolve_settings
+from selfinstruct.errors import UserError
+from selfinstruct.lm.cache import SQLiteResponseCache
+from selfinstruct.lm.factory import build_client
+from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
+from selfinstruct.pipeline.summary import RunSummary, summarize, summary_markdown
+from selfinstruct.records import Task
+from selfinstruct.seeds import load_seed_tasks
+from selfinstruct.store import RunStore
+
+
+@dataclass
+class OpenRun:
+    settings: RunSettings
+    store: RunStore
+    seeds: list[Task]
+    resumed: bool
+
+
+def open_run(
+    run_dir: Path, config_path: Path | None, overrides: dict[str, Any], *, create: bool = True
+) -> OpenRun:
+    """Create a run, or resume one: the saved settings are the base, YAML and flags override them."""
+    store = RunStore.open(run_dir, create=create)
+    saved = store.get_meta("settings")
+    try:
+        settings = resolve_settings(config_path, overrides, base=saved if isinstance(saved, dict) else None)
+        if store.has_seeds():
+            if saved and isinstance(saved, dict) and saved.get("seeds") != settings.seeds:
+                raise UserError(
+                    f"--seeds: {run_dir} was started with seeds {saved.get('seeds')!r}; "
+                    "use a new --out directory for other seeds"
+                )
+            seeds = store.seed_tasks()
+        else:
+            seeds = load_seed_tasks(settings.seeds)
+            store.save_seeds(seeds)
+    except BaseException:
+        store.close()
+        raise
+    store.set_meta("settings", settings.model_dump(mode="json"))
+    return OpenRun(settings, store, seeds, resumed=saved is not None)
+
+
+class _Display:
+    """A rich progress bar: kept/target, requests in flight, requests/s and tokens."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} kept"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task_id = self.progress.add_task("instructions", total=1, stats="")
+
+    def update(self, state: PipelineState, client: Any, started: float) -> None:
+        rows = client.usage.as_rows()
+        requests = sum(int(r.get("requests", 0)) for r in rows)
+        tokens = sum(int(r.get("prompt_tokens", 0)) + int(r.get("completion_tokens", 0)) for r in rows)
+        rate = requests / max(time.monotonic() - started, 1e-9)
+        stats = (
+            f"in flight {client.in_flight} | {rate:.1f} req/s | {tokens:,} tokens"
+            f" | instances done {state.instructions_finished}"
+        )
+        self.progress.update(self.task_id, completed=min(state.kept, state.target), total=state.target, stats=stats)
+
+
+async def _drive(run: OpenRun, stages: Sequence[str], console: Console, show_progress: bool) -> list[dict]:
+    cache = SQLiteResponseCache(run.store.path)
+    client = build_client(run.settings.lm, cache)
+    display = _Display(console, show_progress)
+    started = time.monotonic()
+    runner = PipelineRunner(
+        run.settings,
+        run.store,
+        client,
+        run.seeds,
+        stages=stages,
+        on_update=lambda state: display.update(state, client, started),
+    )
+
+    async def refresh() -> None:
+        while True:
+            display.update(runner.state, client, started)
+            await asyncio.sleep(0.5)
+
+    with display.progress:
+        ticker = asyncio.create_task(refresh())
+        try:
+            await runner.run()
+        finally:
+            ticker.cancel()
+            display.update(runner.state, client, started)
+            usage = client.usage.as_rows()
+            await client.aclose()
+            cache.close()
+    if runner.state.stopped_reason:
+        console.print(f"[yellow]Stopped early: {runner.state.stopped_reason}.")
+    return usage
+
+
+def execute(
+    run: OpenRun, *, stages: Sequence[str] = STAGES, console: Console | None = None, show_progress: bool = True
+) -> RunSummary:
+    """Run the requested stages to completion, then write summary.json and summary.md in the run dir."""
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    usage = asyncio.run(_drive(run, stages, console, show_progress))
+    summary = summarize(run.store)
+    summary.usage = usage
+    summary.wall_seconds = round(time.monotonic() - started, 2)
+    run_dir = run.store.path.parent
+    (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+    (run_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
+    return summary

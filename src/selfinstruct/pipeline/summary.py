@@ -1,0 +1,91 @@
+"""The end-of-run table: where the candidates went, per filter, and what the LM cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from selfinstruct.store import RunStore
+
+
+@dataclass
+class RunSummary:
+    gen_requests: int
+    gen_requests_truncated: int
+    candidates: int
+    kept: int
+    candidate_verdicts: dict[str, int]
+    classified: int
+    classification: int
+    instructions_with_instances: int
+    instances: int
+    instances_kept: int
+    instance_verdicts: dict[str, int]
+    usage: list[dict[str, object]] = field(default_factory=list)
+    wall_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def acceptance_rows(self) -> list[tuple[str, int, str]]:
+        """(stage/filter, count, share of candidates) in the filters' order."""
+        total = max(self.candidates, 1)
+        order = [
+            "truncated",
+            "empty",
+            "too_short",
+            "too_long",
+            "blacklist",
+            "bad_prefix",
+            "punctuation_start",
+            "non_ascii_start",
+            "novelty",
+        ]
+        rows = [("candidates", self.candidates, "100.0%")]
+        for name in order + sorted(set(self.candidate_verdicts) - set(order) - {"kept"}):
+            n = self.candidate_verdicts.get(name, 0)
+            rows.append((f"dropped: {name}", n, f"{100 * n / total:.1f}%"))
+        rows.append(("kept", self.kept, f"{100 * self.kept / total:.1f}%"))
+        return rows
+
+
+def summarize(store: RunStore) -> RunSummary:
+    verdicts = store.verdict_counts("candidates")
+    instance_verdicts = store.verdict_counts("instances")
+    return RunSummary(
+        gen_requests=store.count("SELECT COUNT(*) FROM gen_requests WHERE status = 'done'"),
+        gen_requests_truncated=store.count("SELECT COUNT(*) FROM gen_requests WHERE finish_reason = 'length'"),
+        candidates=sum(verdicts.values()),
+        kept=store.count_kept(),
+        candidate_verdicts=verdicts,
+        classified=store.count("SELECT COUNT(*) FROM instructions WHERE is_classification IS NOT NULL"),
+        classification=store.count("SELECT COUNT(*) FROM instructions WHERE is_classification = 1"),
+        instructions_with_instances=store.count(
+            "SELECT COUNT(DISTINCT instruction_id) FROM instances WHERE verdict = 'kept'"
+        ),
+        instances=sum(instance_verdicts.values()),
+        instances_kept=instance_verdicts.get("kept", 0),
+        instance_verdicts=instance_verdicts,
+    )
+
+
+def summary_markdown(summary: RunSummary) -> str:
+    lines = ["| step | count | share of candidates |", "|---|---:|---:|"]
+    lines += [f"| {name} | {n} | {share} |" for name, n, share in summary.acceptance_rows()]
+    lines += [
+        "",
+        "| | count |",
+        "|---|---:|",
+        f"| stage-1 requests | {summary.gen_requests} |",
+        f"| stage-1 replies cut by max_tokens | {summary.gen_requests_truncated} |",
+        f"| kept instructions classified | {summary.classified} |",
+        f"| classification tasks | {summary.classification} |",
+        f"| instructions with kept instances | {summary.instructions_with_instances} |",
+        f"| instances parsed | {summary.instances} |",
+        f"| instances kept | {summary.instances_kept} |",
+    ]
+    lines += [f"| instances dropped: {k} | {v} |" for k, v in sorted(summary.instance_verdicts.items()) if k != "kept"]
+    if summary.usage:
+        keys = list(summary.usage[0])
+        lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in summary.usage]
+    return "\n".join(lines) + "\n"
