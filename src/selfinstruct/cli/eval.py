@@ -1,0 +1,552 @@
+"""`selfinstruct eval ...`: SuperNI ROUGE-L, seed-format tasks with an optional LLM judge, comparisons."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from selfinstruct.errors import UserError
+from selfinstruct.evaluate.compare import compare_reports, render_comparison_markdown
+from selfinstruct.evaluate.items import EvalItem
+from selfinstruct.evaluate.report import EvalReport, ModelInfo, load_report, render_markdown, write_report
+from selfinstruct.evaluate.run import (
+    DEFAULT_MAX_NEW_TOKENS,
+    GenerationOptions,
+    build_report,
+    generate_records,
+    judge_records,
+)
+from selfinstruct.evaluate.superni import load_superni_tasks, superni_items
+from selfinstruct.evaluate.tasks import load_task_file, task_items
+from selfinstruct.evaluate.template import parse_template
+from selfinstruct.lm.base import LMError
+from selfinstruct.lm.settings import LMSettings
+
+eval_app = typer.Typer(
+    help="Evaluate a model: SuperNI zero-shot ROUGE-L, seed-format task files (optionally rated A-D by an "
+    "LLM judge), and paired comparisons of two reports.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+T = TypeVar("T")
+LM_PANEL = "LM backend"
+JUDGE_PANEL = "LLM judge"
+SUPERNI_FIELDS = frozenset({"definition", "instruction", "input", "task", "category", "examples"})
+TASK_FIELDS = frozenset({"instruction", "definition", "input", "task", "category"})
+CACHE_NAME = "eval_cache.sqlite"
+BACKENDS = ("embedded", "openai", "transformers")
+
+# Options shared by `superni` and `tasks` (typer reads them from the annotations).
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="LM backend: [bold]embedded[/] (llama.cpp GGUF), [bold]openai[/] (any "
+        "OpenAI-compatible server) or [bold]transformers[/].",
+        rich_help_panel=LM_PANEL,
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model name (openai), path or HF id (transformers), GGUF path (embedded).",
+        rich_help_panel=LM_PANEL,
+    ),
+]
+BaseUrlOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--base-url", help="OpenAI-compatible endpoint; repeat to spread the load.", rich_help_panel=LM_PANEL
+    ),
+]
+ApiOpt = Annotated[
+    str,
+    typer.Option(
+        "--api", help="[bold]completion[/] or [bold]chat[/] (openai backend).", rich_help_panel=LM_PANEL
+    ),
+]
+ApiKeyEnvOpt = Annotated[
+    str,
+    typer.Option("--api-key-env", help="Environment variable holding the API key.", rich_help_panel=LM_PANEL),
+]
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Requests in flight at once.", rich_help_panel=LM_PANEL)
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--request-timeout", help="Per-request timeout, seconds.", rich_help_panel=LM_PANEL)
+]
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", min=1, help="CPU threads of the embedded model.", rich_help_panel=LM_PANEL)
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="transformers device: cpu, cuda, cuda:1 ...", rich_help_panel=LM_PANEL),
+]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Evaluate only the first N instances of each task.")
+]
+FilterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tasks-filter",
+        help="Keep tasks whose name matches a glob ([cyan]task1*[/]) or a regex; "
+        "several separated by commas.",
+    ),
+]
+MaxTokensOpt = Annotated[
+    int, typer.Option("--max-new-tokens", min=1, help="Longest reply, in tokens (SuperNI/paper: 128).")
+]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--template",
+        help="Prompt template instead of the standard one: a format string "
+        "([cyan]{instruction}\\nInput: {input}\\nOutput:[/]) or jinja2 ([cyan]{{ input }}[/]); "
+        "[cyan]@FILE[/] reads it from a file.",
+    ),
+]
+StopOpt = Annotated[
+    list[str] | None,
+    typer.Option("--stop", help="Stop sequence (repeatable; \\n is a newline). None by default."),
+]
+OutOpt = Annotated[
+    Path, typer.Option("--out", help="JSON report; the Markdown report is written beside it (.md).")
+]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        help=f"SQLite response cache (default: {CACHE_NAME} beside --out). A rerun "
+        "or a resumed run only sends the requests it lacks.",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the overall score.")]
+
+
+def lm_settings(
+    backend: str,
+    model: str | None,
+    base_url: list[str] | None,
+    api: str,
+    api_key_env: str,
+    concurrency: int,
+    timeout: float,
+    threads: int = 1,
+    device: str | None = None,
+) -> LMSettings:
+    values: dict[str, Any] = {
+        "backend": backend,
+        "model": model,
+        "api": api,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "timeout": timeout,
+        "threads": threads,
+        "device": device,
+    }
+    if base_url:
+        values["base_url"] = list(base_url)
+    try:
+        return LMSettings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]).replace("_", "-")
+        raise UserError(f"--{field}: {first['msg']}") from exc
+
+
+def _public_url(url: str) -> str:
+    """An endpoint URL without any user:password part, for reports."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def model_info(settings: LMSettings) -> ModelInfo:
+    urls = [_public_url(u) for u in settings.base_url] if settings.backend == "openai" else []
+    return ModelInfo(backend=settings.backend, model=settings.model, api=settings.api, base_url=urls)
+
+
+def parse_judge_spec(spec: str) -> tuple[str, str]:
+    """`BACKEND/MODEL` (`openai/gpt-4o-mini`, `transformers/Qwen/Qwen2.5-7B-Instruct`) or a bare model name,
+    which means an OpenAI-compatible server."""
+    head, sep, rest = spec.partition("/")
+    if sep and head in BACKENDS and rest:
+        return head, rest
+    if not spec.strip():
+        raise UserError("--judge: give BACKEND/MODEL, for example openai/gpt-4o-mini")
+    return "openai", spec
+
+
+def _unescape(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(v.replace("\\n", "\n").replace("\\t", "\t") for v in values or [])
+
+
+class _Progress:
+    """A progress bar fed by the LM client's events: finished, cached and failed requests count."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("cached {task.fields[cached]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not enabled,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.cached: dict[str, int] = {}
+
+    def stage(self, name: str, total: int) -> None:
+        self.tasks[name] = self.bar.add_task(name, total=total, cached=0)
+        self.cached[name] = 0
+
+    def __call__(self, event: Any) -> None:
+        task = self.tasks.get(event.stage)
+        if task is None or event.kind not in ("finished", "cached", "failed"):
+            return
+        if event.kind == "cached":
+            self.cached[event.stage] += 1
+        self.bar.update(task, advance=1, cached=self.cached[event.stage])
+
+
+def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        return await coro_factory()
+
+    return asyncio.run(runner())
+
+
+def _open_cache(path: Path) -> Any:
+    from selfinstruct.lm.cache import SQLiteResponseCache
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteResponseCache(path)
+
+
+async def _evaluate(
+    items: list[EvalItem],
+    settings: LMSettings,
+    options: GenerationOptions,
+    cache_path: Path,
+    judge_settings: LMSettings | None,
+    progress: _Progress,
+) -> list[Any]:
+    from selfinstruct.lm.factory import build_client
+
+    cache = _open_cache(cache_path)
+    progress.stage("eval", len(items))
+    client = build_client(settings, cache=cache, progress=progress)
+    try:
+        records = await generate_records(client, items, options)
+    finally:
+        await client.aclose()
+    if judge_settings is not None:
+        progress.stage("judge", len(records))
+        judge = build_client(judge_settings, cache=cache, progress=progress)
+        try:
+            records = await judge_records(judge, records)
+        finally:
+            await judge.aclose()
+    return records
+
+
+def _execute(
+    kind: Literal["superni", "tasks"],
+    items: list[EvalItem],
+    settings: LMSettings,
+    options: GenerationOptions,
+    out: Path,
+    cache: Path | None,
+    run_options: dict[str, object],
+    quiet: bool,
+    judge_settings: LMSettings | None = None,
+) -> EvalReport:
+    console = Console()
+    cache_path = cache or out.parent / CACHE_NAME
+    progress = _Progress(Console(stderr=True), enabled=not quiet)
+    context: AbstractContextManager[Any] = progress.bar if not quiet else nullcontext()
+    try:
+        with context:
+            records = _run(lambda: _evaluate(items, settings, options, cache_path, judge_settings, progress))
+    except LMError as exc:
+        raise UserError(
+            f"LM request failed: {exc}. Replies received so far are cached in {cache_path}; rerun to resume."
+        ) from exc
+    report = build_report(
+        kind,
+        records,
+        model_info(settings),
+        run_options,
+        judge=model_info(judge_settings) if judge_settings else None,
+    )
+    markdown_path = write_report(report, out)
+    if quiet:
+        console.print(f"ROUGE-L {report.overall.rougeL:.2f}  exact match {report.overall.exact_match:.2f}")
+    else:
+        console.print(Markdown(render_markdown(report)))
+        console.print(f"Wrote {out} and {markdown_path}")
+    return report
+
+
+def _user_errors(func: Callable[[], None]) -> None:
+    """Print a user mistake as one line and exit 2 (also when this sub-app runs on its own)."""
+    try:
+        func()
+    except UserError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(exc.exit_code) from exc
+
+
+@eval_app.command("superni")
+def superni_command(
+    tasks: Annotated[
+        Path,
+        typer.Option("--tasks", help="SuperNI data folder (holding [cyan]tasks/[/]) or the tasks folder."),
+    ],
+    split: Annotated[
+        Path | None,
+        typer.Option(
+            "--split",
+            help="File listing the task names to run (default: test_tasks.txt beside the "
+            "tasks, else every task file).",
+        ),
+    ] = None,
+    limit: LimitOpt = None,
+    tasks_filter: FilterOpt = None,
+    pos_examples: Annotated[
+        int,
+        typer.Option(
+            "--pos-examples", min=0, help="Add the first N positive examples (SuperNI uses 0 or 2)."
+        ),
+    ] = 0,
+    max_new_tokens: MaxTokensOpt = DEFAULT_MAX_NEW_TOKENS,
+    template: TemplateOpt = None,
+    stop: StopOpt = None,
+    postprocess: Annotated[
+        str,
+        typer.Option(
+            "--postprocess",
+            help="How a reply becomes the scored prediction: [bold]first-sentence[/] "
+            "(SuperNI's GPT-3 evaluation: text before the first period), [bold]first-line[/] or "
+            "[bold]strip[/].",
+        ),
+    ] = "first-sentence",
+    out: OutOpt = Path("eval/superni.json"),
+    cache: CacheOpt = None,
+    backend: BackendOpt = "embedded",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api: ApiOpt = "completion",
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 8,
+    request_timeout: TimeoutOpt = 120.0,
+    threads: ThreadsOpt = 1,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Zero-shot SuperNI: definition + input -> greedy reply, scored by ROUGE-L and exact match."""
+
+    def body() -> None:
+        settings = lm_settings(
+            backend, model, base_url, api, api_key_env, concurrency, request_timeout, threads, device
+        )
+        options = _generation_options(max_new_tokens, stop, postprocess)
+        parsed = parse_template(template, SUPERNI_FIELDS) if template else None
+        loaded = load_superni_tasks(tasks, split_file=split, tasks_filter=tasks_filter)
+        items = superni_items(loaded, limit=limit, pos_examples=pos_examples, template=parsed)
+        run_options: dict[str, object] = {
+            "tasks": str(tasks),
+            "limit": limit,
+            "tasks_filter": tasks_filter,
+            "pos_examples": pos_examples,
+            "max_new_tokens": max_new_tokens,
+            "template": template,
+            "stop": list(options.stop) or None,
+            "postprocess": postprocess,
+        }
+        _execute("superni", items, settings, options, out, cache, run_options, quiet)
+
+    _user_errors(body)
+
+
+def _generation_options(max_new_tokens: int, stop: list[str] | None, postprocess: str) -> GenerationOptions:
+    if postprocess not in ("first-sentence", "first-line", "strip"):
+        raise UserError(f"--postprocess: expected first-sentence, first-line or strip, got {postprocess!r}")
+    stops = _unescape(stop)
+    if len(stops) > 4:
+        raise UserError("--stop: at most 4 stop sequences (the OpenAI API limit)")
+    return GenerationOptions(max_new_tokens=max_new_tokens, stop=stops, postprocess=postprocess)  # type: ignore[arg-type]
+
+
+@eval_app.command("tasks")
+def tasks_command(
+    tasks: Annotated[
+        Path, typer.Option("--tasks", help="Seed-format JSONL: instruction, instances (input/output).")
+    ],
+    limit: LimitOpt = None,
+    tasks_filter: FilterOpt = None,
+    max_new_tokens: MaxTokensOpt = DEFAULT_MAX_NEW_TOKENS,
+    template: TemplateOpt = None,
+    stop: StopOpt = None,
+    postprocess: Annotated[
+        str,
+        typer.Option(
+            "--postprocess",
+            help="How a reply becomes the prediction: [bold]strip[/] (whole reply), "
+            "[bold]first-line[/] or [bold]first-sentence[/].",
+        ),
+    ] = "strip",
+    out: OutOpt = Path("eval/tasks.json"),
+    cache: CacheOpt = None,
+    backend: BackendOpt = "embedded",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api: ApiOpt = "completion",
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 8,
+    request_timeout: TimeoutOpt = 120.0,
+    threads: ThreadsOpt = 1,
+    device: DeviceOpt = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            help="Rate every reply A-D with this LM: [cyan]BACKEND/MODEL[/] "
+            "([cyan]openai/gpt-4o-mini[/]); a bare name means an OpenAI-compatible server.",
+            rich_help_panel=JUDGE_PANEL,
+        ),
+    ] = None,
+    judge_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-backend", help="Judge backend (overrides --judge).", rich_help_panel=JUDGE_PANEL
+        ),
+    ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option("--judge-model", help="Judge model (overrides --judge).", rich_help_panel=JUDGE_PANEL),
+    ] = None,
+    judge_base_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--judge-base-url",
+            help="Judge endpoint(s), repeatable (default: --base-url).",
+            rich_help_panel=JUDGE_PANEL,
+        ),
+    ] = None,
+    judge_api: Annotated[
+        str,
+        typer.Option(
+            "--judge-api",
+            help="Judge API: [bold]chat[/] or [bold]completion[/].",
+            rich_help_panel=JUDGE_PANEL,
+        ),
+    ] = "chat",
+    judge_api_key_env: Annotated[
+        str,
+        typer.Option(
+            "--judge-api-key-env",
+            help="Environment variable holding the judge's API key.",
+            rich_help_panel=JUDGE_PANEL,
+        ),
+    ] = "OPENAI_API_KEY",
+    quiet: QuietOpt = False,
+) -> None:
+    """Any seed-format task file: ROUGE-L against the reference output, and the paper's A-D rating by an
+    LLM judge (A valid and satisfying, B minor errors, C significant errors, D irrelevant or invalid)."""
+
+    def body() -> None:
+        settings = lm_settings(
+            backend, model, base_url, api, api_key_env, concurrency, request_timeout, threads, device
+        )
+        judge_settings = None
+        if judge or judge_backend or judge_model:
+            spec_backend, spec_model = parse_judge_spec(judge) if judge else ("openai", None)
+            judge_settings = lm_settings(
+                judge_backend or spec_backend,
+                judge_model or spec_model,
+                judge_base_url or base_url,
+                judge_api,
+                judge_api_key_env,
+                concurrency,
+                request_timeout,
+                threads,
+                device,
+            )
+        options = _generation_options(max_new_tokens, stop, postprocess)
+        parsed = parse_template(template, TASK_FIELDS) if template else None
+        items = task_items(load_task_file(tasks), limit=limit, tasks_filter=tasks_filter, template=parsed)
+        run_options: dict[str, object] = {
+            "tasks": str(tasks),
+            "limit": limit,
+            "tasks_filter": tasks_filter,
+            "max_new_tokens": max_new_tokens,
+            "template": template,
+            "stop": list(options.stop) or None,
+            "postprocess": postprocess,
+        }
+        _execute("tasks", items, settings, options, out, cache, run_options, quiet, judge_settings)
+
+    _user_errors(body)
+
+
+@eval_app.command("compare")
+def compare_command(
+    a: Annotated[Path, typer.Argument(help="Report A (the baseline), from eval superni/tasks --out.")],
+    b: Annotated[Path, typer.Argument(help="Report B (the candidate).")],
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="[bold]rougeL[/], [bold]exact_match[/] or [bold]rating[/] (judge ratings as A=4 ... D=1).",
+        ),
+    ] = "rougeL",
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Bootstrap resamples.")] = 1000,
+    confidence: Annotated[
+        float, typer.Option("--confidence", help="Confidence level of the interval.")
+    ] = 0.95,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the comparison as JSON here (and Markdown beside it).")
+    ] = None,
+) -> None:
+    """Two reports side by side per task and category, with B - A and a paired bootstrap interval."""
+
+    def body() -> None:
+        if metric not in ("rougeL", "exact_match", "rating"):
+            raise UserError(f"--metric: expected rougeL, exact_match or rating, got {metric!r}")
+        comparison = compare_reports(
+            load_report(a),
+            load_report(b),
+            metric=metric,  # type: ignore[arg-type]
+            samples=samples,
+            confidence=confidence,
+            seed=seed,
+            a_name=str(a),
+            b_name=str(b),
+        )
+        markdown = render_comparison_markdown(comparison)
+        Console().print(Markdown(markdown))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(comparison.model_dump_json(indent=2), encoding="utf-8")
+            out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+
+    _user_errors(body)

@@ -1,0 +1,127 @@
+"""Evaluation on any file in the seed format (the paper's user-oriented set uses it too): one JSON object
+per line with `instruction` and `instances` (`input`, `output`), optionally `id`, `name`,
+`is_classification`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.evaluate.items import EvalItem
+from selfinstruct.evaluate.superni import matches_filter
+from selfinstruct.evaluate.template import PromptTemplate
+from selfinstruct.records import Instance, Task
+
+
+def parse_task_line(data: object, path: Path, line: int) -> Task:
+    if not isinstance(data, dict):
+        raise InputFileError(path, line, "expected a JSON object")
+    instruction = data.get("instruction")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise InputFileError(path, line, "missing or empty 'instruction'")
+    raw_instances = data.get("instances")
+    if not isinstance(raw_instances, list) or not raw_instances:
+        raise InputFileError(path, line, "'instances' must be a non-empty list")
+    instances = []
+    for index, raw in enumerate(raw_instances):
+        if not isinstance(raw, dict):
+            raise InputFileError(path, line, f"instance {index} must be an object")
+        text_input = raw.get("input", "")
+        output = raw.get("output")
+        if not isinstance(text_input, str) or not isinstance(output, str):
+            raise InputFileError(path, line, f"instance {index}: 'input' and 'output' must be strings")
+        instances.append(Instance(input=text_input, output=output))
+    is_classification = data.get("is_classification")
+    return Task(
+        instruction=instruction,
+        instances=tuple(instances),
+        is_classification=is_classification if isinstance(is_classification, bool) else None,
+        id=str(data.get("id") or ""),
+        name=str(data.get("name") or ""),
+    )
+
+
+def load_task_file(path: Path) -> list[Task]:
+    """Read a seed-format JSONL file; blank lines are skipped, a bad line names file and line number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such file") from exc
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, None, "not UTF-8 text") from exc
+    tasks = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(path, number, f"not valid JSON ({exc.msg})") from exc
+        tasks.append(parse_task_line(data, path, number))
+    if not tasks:
+        raise InputFileError(path, None, "no tasks in the file")
+    return tasks
+
+
+def task_label(task: Task, index: int) -> str:
+    return task.name or task.id or f"task{index + 1}"
+
+
+def task_category(task: Task) -> str:
+    if task.is_classification is None:
+        return "all"
+    return "classification" if task.is_classification else "non-classification"
+
+
+def build_task_prompt(instruction: str, text_input: str) -> str:
+    """The plain prompt a fine-tuned Self-Instruct model knows best: instruction, input, output cue
+    (one of the fine-tuning templates); the input line is left out when the input is empty."""
+    if text_input.strip():
+        return f"{instruction.strip()}\nInput: {text_input.strip()}\nOutput:"
+    return f"{instruction.strip()}\nOutput:"
+
+
+def task_items(
+    tasks: list[Task],
+    limit: int | None = None,
+    tasks_filter: str | None = None,
+    template: PromptTemplate | None = None,
+) -> list[EvalItem]:
+    items = []
+    seen: set[str] = set()
+    for index, task in enumerate(tasks):
+        name = task_label(task, index)
+        if not matches_filter(name, tasks_filter):
+            continue
+        instances = task.instances if limit is None else task.instances[:limit]
+        for number, instance in enumerate(instances):
+            item_id = f"{task.id or name}-{number}"
+            if item_id in seen:
+                # Ids pair predictions across runs in `eval compare`; make duplicates unique by position.
+                item_id = f"{item_id}@{index}"
+            seen.add(item_id)
+            if template is None:
+                prompt = build_task_prompt(task.instruction, instance.input)
+            else:
+                prompt = template.render(
+                    instruction=task.instruction.strip(),
+                    definition=task.instruction.strip(),
+                    input=instance.input.strip(),
+                    task=name,
+                    category=task_category(task),
+                )
+            items.append(
+                EvalItem(
+                    id=item_id,
+                    task=name,
+                    category=task_category(task),
+                    instruction=task.instruction,
+                    input=instance.input,
+                    references=(instance.output,),
+                    prompt=prompt,
+                )
+            )
+    if not items:
+        raise UserError("no task matches" + (f" {tasks_filter!r}" if tasks_filter else ""))
+    return items
