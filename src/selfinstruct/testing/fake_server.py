@@ -1,0 +1,313 @@
+"""A small OpenAI-compatible HTTP server for tests and benchmarks, with deterministic fault injection.
+
+It speaks `/v1/completions`, `/v1/chat/completions` and `/v1/models` on 127.0.0.1 from an asyncio loop in a
+background thread (one loop, no thread per connection: 64+ keep-alive clients each wait out `latency`
+concurrently at little CPU cost). The HTTP/1.1 handling is the minimum a client like httpx needs.
+Tokens are whitespace-separated words: a reply longer than `max_tokens` words is cut there with
+finish_reason "length"; stop sequences cut the reply first, as a real server stops generating at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Responder = Callable[[str, dict[str, Any]], str]
+
+_WORD = re.compile(r"\S+")
+# OpenAI rejects more than four stop sequences; the fake does too, so tests catch a client sending more.
+MAX_STOPS = 4
+
+
+def echo_responder(prompt: str, body: dict[str, Any]) -> str:
+    """Default responder: repeats the prompt's last non-empty line (deterministic, cheap)."""
+    lines = [line for line in prompt.splitlines() if line.strip()]
+    return f" {lines[-1].strip()}" if lines else ""
+
+
+def count_tokens(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def cut_reply(text: str, max_tokens: int, stops: list[str]) -> tuple[str, str]:
+    """Apply stop sequences, then the length limit. Returns (text, finish_reason)."""
+    cut_at = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut_at >= 0:
+        text = text[:cut_at]
+    words = list(_WORD.finditer(text))
+    if len(words) > max_tokens:
+        end = words[max_tokens - 1].end() if max_tokens > 0 else 0
+        return text[:end], "length"
+    return text, "stop"
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Shares of requests (0..1) that fail in each way, drawn from a seeded RNG in arrival order."""
+
+    seed: int = 0
+    rate_limit: float = 0.0  # 429 with a Retry-After header
+    server_error: float = 0.0  # 500
+    slow: float = 0.0  # answers only after `slow_delay` seconds (beyond the client's timeout)
+    empty: float = 0.0  # a well-formed reply with empty text
+    garbage: float = 0.0  # HTTP 200 with a body that is not JSON
+    retry_after: float = 0.05  # seconds, sent in Retry-After
+    slow_delay: float = 5.0
+
+    def draw(self, rng: random.Random) -> str | None:
+        roll = rng.random()
+        for name in ("rate_limit", "server_error", "slow", "empty", "garbage"):
+            share = getattr(self, name)
+            if roll < share:
+                return name
+            roll -= share
+        return None
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
+
+
+class FakeOpenAIServer:
+    """Context manager running the fake server; `.base_url` ends in `/v1`.
+
+    `stop()` kills it abruptly: the listening socket closes and open connections are aborted, so requests
+    in flight get a connection error (as when a real server dies mid-run).
+    """
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        latency: float = 0.0,
+        faults: FaultPlan | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        model: str = "fake-model",
+        api_key: str | None = None,
+    ) -> None:
+        self.responder = responder or echo_responder
+        self.latency = latency
+        self.faults = faults or FaultPlan()
+        self.model = model
+        self.api_key = api_key
+        self.host = host
+        self.requests_served = 0  # replies sent with a completion (faults excluded)
+        self.requests_received = 0
+        self.faults_injected: dict[str, int] = {}
+        self.bodies: list[dict[str, Any]] = []  # every JSON request body received, in order
+        self._rng = random.Random(self.faults.seed)
+        self._lock = threading.Lock()
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._ready = threading.Event()
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fake-openai", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self._port}/v1"
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAIServer:
+        if not self._thread.is_alive() and not self._ready.is_set():
+            self._thread.start()
+            self._ready.wait(10)
+            if self._error is not None:
+                raise RuntimeError(f"fake server failed to start: {self._error}")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._serve_connection, self.host, self._port, backlog=512)
+            )
+            self._port = int(self._server.sockets[0].getsockname()[1])
+        except OSError as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        """Stop serving at once; connections in flight are cut."""
+        if self._stopped or self._loop is None:
+            self._stopped = True
+            return
+        self._stopped = True
+        done = threading.Event()
+
+        def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            assert self._loop is not None
+            self._loop.call_soon(self._loop.stop)
+            done.set()
+
+        self._loop.call_soon_threadsafe(shutdown)
+        done.wait(5)
+        self._thread.join(5)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while not self._stopped:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                parts = lines[0].split(" ")
+                if len(parts) < 2:
+                    return
+                method, path = parts[0], parts[1]
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length") or 0)
+                raw = await reader.readexactly(length) if length else b""
+                status, payload, extra = await self._handle(method, path.rstrip("/"), headers, raw)
+                if status < 0 or self._stopped:
+                    return
+                writer.write(self._encode(status, payload, extra))
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    @staticmethod
+    def _encode(status: int, payload: dict[str, Any] | str, extra: dict[str, str]) -> bytes:
+        body = (json.dumps(payload) if isinstance(payload, dict) else payload).encode("utf-8")
+        ctype = "application/json" if isinstance(payload, dict) else "text/html"
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {len(body)}",
+        ]
+        head += [f"{k}: {v}" for k, v in extra.items()]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+    async def _handle(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, {"error": {"message": "invalid api key"}}, {}
+        if method == "GET" and path.endswith("/models"):
+            return 200, {"object": "list", "data": [{"id": self.model, "object": "model"}]}, {}
+        if method != "POST" or not path.endswith("/completions"):
+            return 404, {"error": {"message": "not found"}}, {}
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("body is not an object")
+        except ValueError:
+            return 400, {"error": {"message": "invalid JSON body"}}, {}
+        with self._lock:
+            self.bodies.append(body)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        return await self._answer(path, body)
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            self.requests_received += 1
+            fault = self.faults.draw(self._rng)
+            if fault:
+                self.faults_injected[fault] = self.faults_injected.get(fault, 0) + 1
+            return fault
+
+    async def _answer(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+        chat = path.endswith("/chat/completions")
+        if chat:
+            messages = body.get("messages") or []
+            last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+            prompt = str(last.get("content", ""))
+        else:
+            prompt = str(body.get("prompt", ""))
+        stops = body.get("stop") or []
+        if isinstance(stops, str):
+            stops = [stops]
+        if len(stops) > MAX_STOPS:
+            return 400, {"error": {"message": f"at most {MAX_STOPS} stop sequences are allowed"}}, {}
+        fault = self._next_fault()
+        if fault == "rate_limit":
+            return (
+                429,
+                {"error": {"message": "rate limited"}},
+                {"Retry-After": f"{self.faults.retry_after:g}"},
+            )
+        if fault == "server_error":
+            return 500, {"error": {"message": "internal error"}}, {}
+        if fault == "garbage":
+            return 200, "<html>upstream hiccup</html>", {}
+        if fault == "slow":
+            await asyncio.sleep(self.faults.slow_delay)
+        reply = "" if fault == "empty" else self.responder(prompt, body)
+        max_tokens = int(body.get("max_tokens") or 16)
+        text, finish = cut_reply(reply, max_tokens, [str(s) for s in stops])
+        usage = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(text)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        with self._lock:
+            self.requests_served += 1
+            serial = self.requests_served
+        reply_body = {
+            "id": f"cmpl-{serial}",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model", self.model),
+            "choices": [choice],
+            "usage": usage,
+        }
+        return 200, reply_body, {}
