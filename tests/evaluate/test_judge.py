@@ -67,8 +67,16 @@ def test_reason_is_one_bounded_line() -> None:
 
 def test_prompt_carries_the_rubric_and_the_texts() -> None:
     prompt = build_judge_prompt("Name a fruit.", "", "Apple", "Banana")
-    for needle in ("Name a fruit.", "(no input)", "Apple", "Banana", "valid and satisfying", "minor errors",
-                   "significant errors", "irrelevant or invalid"):
+    for needle in (
+        "Name a fruit.",
+        "(no input)",
+        "Apple",
+        "Banana",
+        "valid and satisfying",
+        "minor errors",
+        "significant errors",
+        "irrelevant or invalid",
+    ):
         assert needle in prompt
     assert prompt.endswith("Rating:")
 

@@ -1,4 +1,4 @@
-"""SuperNI metrics: hand-computed cases, and agreement with the rouge_score package the official script uses."""
+"""SuperNI metrics: hand-computed cases, and agreement with the rouge_score package (as SuperNI uses it)."""
 
 from __future__ import annotations
 
@@ -77,8 +77,33 @@ def test_max_over_references_and_percent_scores() -> None:
 
 # Text with words, numbers, punctuation, accents and stemmable suffixes, to stress the tokenizer.
 _WORDS = st.sampled_from(
-    ["running", "runs", "ran", "The", "cat", "cats", "caresses", "ponies", "agreed", "happily", "relational",
-     "generalization", "42", "3.14", "e-mail", "don't", "naïve", "Über", "was", "is", "a", "!", "?", "--", "\n"]
+    [
+        "running",
+        "runs",
+        "ran",
+        "The",
+        "cat",
+        "cats",
+        "caresses",
+        "ponies",
+        "agreed",
+        "happily",
+        "relational",
+        "generalization",
+        "42",
+        "3.14",
+        "e-mail",
+        "don't",
+        "naïve",
+        "Über",
+        "was",
+        "is",
+        "a",
+        "!",
+        "?",
+        "--",
+        "\n",
+    ]
 )
 _TEXT = st.lists(st.one_of(_WORDS, st.text(max_size=8)), max_size=25).map(" ".join)
 

@@ -31,7 +31,7 @@ def test_zero_shot_prompt_adds_the_missing_period_after_the_input() -> None:
     source = raw(name)
     instance = task.instances[0]
     # This task's inputs end in "Question: cause" (no punctuation): SuperNI's collator appends a period.
-    assert not source["Instances"][0]["input"].strip()[-1] in ".!?"
+    assert source["Instances"][0]["input"].strip()[-1] not in ".!?"
     expected = (
         f"Definition: {source['Definition'][0].strip()}\n\n"
         f"Now complete the following example -\nInput: {source['Instances'][0]['input'].strip()}.\nOutput:"
@@ -108,10 +108,12 @@ def test_user_template_gets_the_fields() -> None:
 def test_bad_task_files_are_user_errors(tmp_path: Path) -> None:
     bad_json = tmp_path / "task1_bad.json"
     bad_json.write_text("{not json", encoding="utf-8")
-    with pytest.raises(InputFileError, match="task1_bad.json"):
+    with pytest.raises(InputFileError, match=r"task1_bad\.json"):
         load_superni_task(bad_json)
     no_outputs = tmp_path / "task2_empty.json"
-    no_outputs.write_text(json.dumps({"Definition": ["d"], "Instances": [{"id": "x", "input": "i", "output": []}]}))
+    no_outputs.write_text(
+        json.dumps({"Definition": ["d"], "Instances": [{"id": "x", "input": "i", "output": []}]})
+    )
     with pytest.raises(InputFileError, match="output must be a non-empty list"):
         load_superni_task(no_outputs)
     with pytest.raises(UserError, match="no SuperNI task matches"):

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from selfinstruct.errors import UserError
@@ -310,7 +311,8 @@ def _user_errors(func: Callable[[], None]) -> None:
     try:
         func()
     except UserError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        # soft_wrap: the message stays one line whatever the terminal width.
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from exc
 
 

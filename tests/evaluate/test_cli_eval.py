@@ -1,0 +1,235 @@
+"""End to end: `eval superni`, `eval tasks` (with a judge) and `eval compare` against the fake
+OpenAI-compatible server on 127.0.0.1, through the real LM client and SQLite response cache."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from selfinstruct.cli.eval import eval_app
+from selfinstruct.testing.fake_server import FakeOpenAIServer
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "superni"
+ANSWERED = "task1393_superglue_copa_text_completion"  # replies are the first reference
+GARBAGE = "task288_gigaword_summarization"  # replies share no word with any reference
+MIXED = "task1385_anli_r1_entailment"  # first instance answered, the others garbage
+FILTER = f"{ANSWERED},{GARBAGE},{MIXED}"
+NONSENSE = "zqxj vvkw."
+runner = CliRunner()
+
+
+def superni_lookup() -> dict[str, tuple[str, str, int]]:
+    """input -> (task, first reference, index of the instance within its task)."""
+    lookup = {}
+    for name in (ANSWERED, GARBAGE, MIXED):
+        task = json.loads((DATA / "tasks" / f"{name}.json").read_text(encoding="utf-8"))
+        for index, instance in enumerate(task["Instances"]):
+            lookup[instance["input"].strip()] = (name, instance["output"][0], index)
+    return lookup
+
+
+def superni_responder(prompt: str, body: dict[str, Any]) -> str:
+    text_input = prompt.rsplit("\nInput: ", 1)[1].rsplit("\nOutput:", 1)[0]
+    for key, (task, reference, index) in LOOKUP.items():
+        if text_input in (key, key + "."):
+            if task == ANSWERED or (task == MIXED and index == 0):
+                # The rest after the first period must be cut off by the default post-processing.
+                return f" {reference}. Then the model keeps on talking."
+            return " " + NONSENSE
+    raise AssertionError(f"unexpected prompt: {prompt!r}")
+
+
+LOOKUP = superni_lookup()
+
+
+def run_superni(server: FakeOpenAIServer, out: Path, *extra: str) -> Any:
+    args = [
+        "superni",
+        "--tasks",
+        str(DATA),
+        "--tasks-filter",
+        FILTER,
+        "--backend",
+        "openai",
+        "--model",
+        "fake",
+    ]
+    args += ["--base-url", server.base_url, "--out", str(out), "--quiet", *extra]
+    result = runner.invoke(eval_app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_superni_scores_cache_and_resume(tmp_path: Path) -> None:
+    out = tmp_path / "base.json"
+    with FakeOpenAIServer(responder=superni_responder) as server:
+        # A first, partial run (one instance per task) is then resumed with two per task.
+        run_superni(server, out, "--limit", "1")
+        assert server.requests_served == 3
+        report = run_superni(server, out, "--limit", "2")
+        assert server.requests_served == 6  # only the 3 new instances were requested
+        # A full rerun answers from the cache: no request reaches the server.
+        again = run_superni(server, out, "--limit", "2")
+        assert server.requests_served == 6
+        bodies = list(server.bodies)
+    assert again["per_task"] == report["per_task"]
+    assert all(body["temperature"] == 0 and body["max_tokens"] == 128 for body in bodies)
+    assert (tmp_path / "eval_cache.sqlite").is_file()
+
+    tasks = {row["name"]: row for row in report["per_task"]}
+    assert [row["name"] for row in report["per_task"]] == [n for n in split_order() if n in tasks]
+    assert (tasks[ANSWERED]["rougeL"], tasks[ANSWERED]["exact_match"], tasks[ANSWERED]["n"]) == (
+        100.0,
+        100.0,
+        2,
+    )
+    assert (tasks[GARBAGE]["rougeL"], tasks[GARBAGE]["exact_match"]) == (0.0, 0.0)
+    assert (tasks[MIXED]["rougeL"], tasks[MIXED]["exact_match"]) == (50.0, 50.0)
+    assert report["overall"]["n"] == 6
+    assert report["overall"]["rougeL"] == pytest.approx(100 * 3 / 6)
+    categories = {row["name"]: row for row in report["per_category"]}
+    assert categories["Textual Entailment"]["rougeL"] == 50.0
+
+    items = {item["id"]: item for item in report["items"]}
+    assert len(items) == 6
+    for item in items.values():
+        assert {"id", "task", "instruction", "input", "prediction", "references", "scores"} <= item.keys()
+        assert item["prompt"].startswith("Definition: ") and item["prompt"].endswith("Output:")
+        if item["task"] == ANSWERED:
+            assert item["prediction"] in item["references"]
+            assert item["raw_output"].endswith("keeps on talking.")
+    markdown = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "ROUGE-L 50.00" in markdown and f"| {GARBAGE} | Title Generation | 2 | 0.00 | 0.00 |" in markdown
+
+
+def split_order() -> list[str]:
+    return [line.strip() for line in (DATA / "test_tasks.txt").read_text().splitlines() if line.strip()]
+
+
+def test_compare_two_superni_runs(tmp_path: Path) -> None:
+    def weaker(prompt: str, body: dict[str, Any]) -> str:
+        return " " + NONSENSE
+
+    with FakeOpenAIServer(responder=superni_responder) as good, FakeOpenAIServer(responder=weaker) as bad:
+        run_superni(bad, tmp_path / "a.json", "--limit", "2", "--cache", str(tmp_path / "a.sqlite"))
+        run_superni(good, tmp_path / "b.json", "--limit", "2", "--cache", str(tmp_path / "b.sqlite"))
+    out = tmp_path / "cmp.json"
+    result = runner.invoke(
+        eval_app,
+        [
+            "compare",
+            str(tmp_path / "a.json"),
+            str(tmp_path / "b.json"),
+            "--samples",
+            "200",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    comparison = json.loads(out.read_text(encoding="utf-8"))
+    rows = {(r["level"], r["name"]): r for r in comparison["rows"]}
+    assert comparison["paired"] == 6
+    assert rows["overall", "overall"]["diff"] == pytest.approx(50.0)
+    assert rows["task", ANSWERED]["diff"] == 100.0
+    assert rows["task", ANSWERED]["ci_low"] == rows["task", ANSWERED]["ci_high"] == 100.0
+    assert rows["task", GARBAGE]["diff"] == 0.0
+    assert out.with_suffix(".md").read_text(encoding="utf-8").startswith("# Comparison (rougeL)")
+
+
+TASK_ROWS = [
+    {
+        "id": "t1",
+        "name": "capital",
+        "instruction": "Name the capital.",
+        "is_classification": False,
+        "instances": [{"input": "France", "output": "Paris is the capital of France."}],
+    },
+    {
+        "id": "t2",
+        "name": "sentiment",
+        "instruction": "Classify the sentiment.",
+        "is_classification": True,
+        "instances": [{"input": "I love it", "output": "Positive"}],
+    },
+    {
+        "id": "t3",
+        "name": "poem",
+        "instruction": "Write a haiku about rain.",
+        "is_classification": False,
+        "instances": [{"input": "", "output": "Soft rain on the roof"}],
+    },
+]
+
+
+def task_responder(prompt: str, body: dict[str, Any]) -> str:
+    if "Rate the response with one letter" in prompt:
+        response = prompt.split("Response to rate:\n", 1)[1].split("\n\nRate the response", 1)[0]
+        if response.startswith("Paris"):
+            return "**Rating:** a\nReason: correct and complete."
+        if response == NONSENSE:
+            return "d) The response is unrelated gibberish."
+        return "I am not sure how to rate this one."
+    assert body.get("model") == "fake", "model requests must not go to the judge model"
+    if prompt.startswith("Name the capital."):
+        return " Paris is the capital of France."
+    if prompt.startswith("Write a haiku"):
+        return " Soft rain falls all night"
+    return " " + NONSENSE
+
+
+def test_tasks_with_judge_reports_rating_shares(tmp_path: Path) -> None:
+    tasks_file = tmp_path / "user.jsonl"
+    tasks_file.write_text("\n".join(json.dumps(row) for row in TASK_ROWS) + "\n", encoding="utf-8")
+    out = tmp_path / "user.json"
+    with FakeOpenAIServer(responder=task_responder) as server:
+        args = ["tasks", "--tasks", str(tasks_file), "--backend", "openai", "--model", "fake"]
+        args += ["--base-url", server.base_url, "--out", str(out), "--judge", "openai/judge-model"]
+        result = runner.invoke(eval_app, args)
+        assert result.exit_code == 0, result.output
+        served = server.requests_served
+        judge_bodies = [b for b in server.bodies if b.get("model") == "judge-model"]
+        rerun = runner.invoke(eval_app, args)
+        assert rerun.exit_code == 0, rerun.output
+        assert server.requests_served == served == 6
+    assert len(judge_bodies) == 3 and all("messages" in b for b in judge_bodies)  # the judge talks chat
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["judge"]["model"] == "judge-model"
+    assert report["overall"]["ratings"] == {"A": 1, "B": 0, "C": 0, "D": 1, "unrated": 1}
+    items = {item["task"]: item for item in report["items"]}
+    assert items["capital"]["judge"] == {
+        "rating": "A",
+        "reason": "correct and complete.",
+        "raw": "**Rating:** a\nReason: correct and complete.",
+    }
+    assert items["sentiment"]["judge"]["rating"] == "D"
+    assert items["poem"]["judge"]["rating"] is None
+    assert items["capital"]["scores"]["rougeL"] == 100.0
+    assert items["sentiment"]["scores"] == {"rougeL": 0.0, "exact_match": 0.0}
+    # "Soft rain falls all night" vs "Soft rain on the roof": LCS "soft rain" -> P 2/5, R 2/5.
+    assert items["poem"]["scores"]["rougeL"] == pytest.approx(40.0)
+    assert items["poem"]["prompt"] == "Write a haiku about rain.\nOutput:"
+    markdown = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert re.search(r"\| share % \| 33\.33 \| 0\.00 \| 0\.00 \| 33\.33 \| 33\.33 \|", markdown)
+
+
+def test_user_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(
+        eval_app, ["superni", "--tasks", str(tmp_path / "nope"), "--out", str(tmp_path / "o.json")]
+    )
+    assert result.exit_code == 2
+    assert "no such folder" in result.output
+    result = runner.invoke(
+        eval_app,
+        ["superni", "--tasks", str(DATA), "--template", "{nope} {input}", "--out", str(tmp_path / "o.json")],
+    )
+    assert result.exit_code == 2 and "unknown field" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}", encoding="utf-8")
+    result = runner.invoke(eval_app, ["compare", str(bad), str(bad)])
+    assert result.exit_code == 2 and "not an evaluation report" in result.output
