@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from selfinstruct.errors import UserError
-from selfinstruct.evaluate.compare import compare_reports, render_comparison_markdown
 from selfinstruct.evaluate.items import EvalItem
 from selfinstruct.evaluate.report import EvalReport, ModelInfo, load_report, render_markdown, write_report
 from selfinstruct.evaluate.run import (
@@ -330,7 +329,14 @@ def superni_command(
             "tasks, else every task file).",
         ),
     ] = None,
-    limit: LimitOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Evaluate the first N instances of each task (the official test split uses the first 100).",
+        ),
+    ] = 100,
     tasks_filter: FilterOpt = None,
     pos_examples: Annotated[
         int,
@@ -532,6 +538,8 @@ def compare_command(
     """Two reports side by side per task and category, with B - A and a paired bootstrap interval."""
 
     def body() -> None:
+        from selfinstruct.evaluate.compare import compare_reports, render_comparison_markdown
+
         if metric not in ("rougeL", "exact_match", "rating"):
             raise UserError(f"--metric: expected rougeL, exact_match or rating, got {metric!r}")
         comparison = compare_reports(

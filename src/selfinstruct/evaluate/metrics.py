@@ -19,20 +19,26 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Sequence
-from functools import lru_cache
-
-from nltk.stem.porter import PorterStemmer
+from functools import cache, lru_cache
+from typing import Any
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _PUNCTUATION = frozenset(string.punctuation)
-# One stemmer for the process: PorterStemmer is stateless after construction, and caching its
-# answers per token makes repeated references (labels like "Yes", "entailment") free.
-_STEMMER = PorterStemmer()
+
+
+@cache
+def _porter() -> Any:
+    # Imported on first use: NLTK takes a quarter of a second to import, and the CLI should start fast.
+    from nltk.stem.porter import PorterStemmer
+
+    return PorterStemmer()
 
 
 @lru_cache(maxsize=200_000)
 def _stem(token: str) -> str:
-    return _STEMMER.stem(token)
+    # PorterStemmer is stateless after construction; caching per token makes repeated references
+    # (labels like "Yes", "entailment") free.
+    return str(_porter().stem(token))
 
 
 def rouge_tokenize(text: str, stem: bool = True) -> list[str]:
