@@ -114,7 +114,7 @@ class LMClient:
         self.empty_retries = empty_retries
         self.backoff_max = backoff_max
         self._exponential = wait_exponential_jitter(
-            initial=backoff_initial, max=backoff_max, jitter=backoff_initial
+            multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
         )
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
         self._rpm = AsyncTokenBucket(s) if (s := self.settings.requests_per_minute) else None

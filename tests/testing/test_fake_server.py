@@ -1,0 +1,126 @@
+"""The fake OpenAI-compatible server, spoken to with plain httpx."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan, cut_reply
+
+
+def _post(server: FakeOpenAIServer, path: str, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(f"{server.base_url}{path}", json=body, timeout=10)
+
+
+def test_completion_cut_by_max_tokens_reports_length_and_usage() -> None:
+    with FakeOpenAIServer(lambda prompt, body: " one two\nthree four five") as server:
+        reply = _post(server, "/completions", {"model": "m", "prompt": "a b c", "max_tokens": 3}).json()
+    choice = reply["choices"][0]
+    assert choice["text"] == " one two\nthree"
+    assert choice["finish_reason"] == "length"
+    assert reply["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+
+
+def test_stop_sequence_wins_before_length() -> None:
+    with FakeOpenAIServer(lambda prompt, body: "alpha beta\n\ngamma delta") as server:
+        reply = _post(server, "/completions", {"prompt": "x", "max_tokens": 50, "stop": ["\n\n"]}).json()
+    assert reply["choices"][0] == {"index": 0, "finish_reason": "stop", "text": "alpha beta"}
+
+
+def test_chat_endpoint_answers_the_last_user_message() -> None:
+    seen: list[str] = []
+
+    def responder(prompt: str, body: dict[str, object]) -> str:
+        seen.append(prompt)
+        return "sure thing"
+
+    with FakeOpenAIServer(responder) as server:
+        body = {"messages": [{"role": "user", "content": "do it"}], "max_tokens": 10}
+        reply = _post(server, "/chat/completions", body).json()
+        models = httpx.get(f"{server.base_url}/models").json()
+    assert reply["choices"][0]["message"] == {"role": "assistant", "content": "sure thing"}
+    assert seen == ["do it"]
+    assert models["data"][0]["id"] == "fake-model"
+
+
+def test_more_than_four_stops_are_rejected_like_openai() -> None:
+    with FakeOpenAIServer() as server:
+        response = _post(server, "/completions", {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})
+    assert response.status_code == 400
+
+
+def test_api_key_is_checked() -> None:
+    with FakeOpenAIServer(api_key="sekret") as server:
+        denied = _post(server, "/completions", {"prompt": "x"})
+        allowed = httpx.post(
+            f"{server.base_url}/completions",
+            json={"prompt": "x"},
+            headers={"Authorization": "Bearer sekret"},
+        )
+    assert (denied.status_code, allowed.status_code) == (401, 200)
+
+
+def test_fault_plan_is_deterministic_and_close_to_its_shares() -> None:
+    plan = FaultPlan(seed=7, rate_limit=0.1, server_error=0.1, empty=0.1, garbage=0.1)
+    outcomes = []
+    for _ in range(2):
+        with FakeOpenAIServer(faults=plan) as server:
+            with httpx.Client() as http:
+                codes = [
+                    http.post(f"{server.base_url}/completions", json={"prompt": "p q"}).status_code
+                    for _ in range(200)
+                ]
+            outcomes.append((codes, dict(server.faults_injected)))
+    assert outcomes[0] == outcomes[1]
+    injected = outcomes[0][1]
+    assert set(injected) == {"rate_limit", "server_error", "empty", "garbage"}
+    assert all(10 <= count <= 35 for count in injected.values())
+    codes = outcomes[0][0]
+    assert codes.count(429) == injected["rate_limit"] and codes.count(500) == injected["server_error"]
+
+
+def test_rate_limit_reply_carries_retry_after() -> None:
+    with FakeOpenAIServer(faults=FaultPlan(rate_limit=1.0, retry_after=1.5)) as server:
+        response = _post(server, "/completions", {"prompt": "x"})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1.5"
+
+
+def test_stop_cuts_connections_and_refuses_new_ones() -> None:
+    server = FakeOpenAIServer(latency=5.0).start()
+    url = server.base_url
+    with httpx.Client(timeout=10) as http:
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                http.post(f"{url}/completions", json={"prompt": "x"})
+            except httpx.HTTPError as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        time.sleep(0.3)
+        server.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and server.requests_served == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(f"{url}/completions", json={"prompt": "x"}, timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "max_tokens", "stops", "expected"),
+    [
+        ("a b c", 5, [], ("a b c", "stop")),
+        ("a b c", 2, [], ("a b", "length")),
+        ("a b STOP c d", 3, ["STOP"], ("a b ", "stop")),
+        ("a b c d STOP", 2, ["STOP"], ("a b", "length")),
+        ("", 3, [], ("", "stop")),
+    ],
+)
+def test_cut_reply(text: str, max_tokens: int, stops: list[str], expected: tuple[str, str]) -> None:
+    assert cut_reply(text, max_tokens, stops) == expected
