@@ -1,4 +1,4 @@
-"""Several endpoints of different speeds, one of which dies mid-run: nothing is lost, faster ones carry more."""
+"""Endpoints of different speeds, one dying mid-run: nothing is lost, the faster ones carry more."""
 
 from __future__ import annotations
 
