@@ -1,0 +1,112 @@
+"""Fine-tuning settings: one pydantic model, filled from defaults < YAML (`--config`) < command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from selfinstruct.errors import InputFileError, UserError
+
+EMBEDDED_BASE = "embedded"
+
+
+class FinetuneConfig(BaseModel):
+    """Everything one fine-tuning run needs. Paths are optional here so that YAML may carry them too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Path | None = Field(default=None, description="Run directory, prompt/completion or instance JSONL.")
+    base: str = Field(default=EMBEDDED_BASE, description="HF model directory or id, or 'embedded'.")
+    out: Path | None = Field(default=None, description="Output model directory.")
+    method: Literal["lora", "full"] = "lora"
+    epochs: float = Field(default=2.0, gt=0, description="Passes over the data (paper: 2).")
+    max_steps: int = Field(
+        default=-1, ge=-1, description="Stop after this many optimizer steps (-1: epochs)."
+    )
+    learning_rate: float | None = Field(default=None, gt=0, description="Default 2e-4 (LoRA) / 2e-5 (full).")
+    batch_size: int = Field(default=4, ge=1, description="Examples per device per forward pass.")
+    grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps.")
+    max_seq_length: int = Field(default=512, ge=16, description="Tokens per example (or per packed row).")
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    lr_scheduler: str = "linear"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 on a GPU that supports it, else fp32."
+    )
+    attn_implementation: str | None = Field(default=None, description="sdpa, eager, flash_attention_2 ...")
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names to adapt; ['all-linear'] adapts every linear layer.",
+    )
+    include_seeds: bool = Field(default=True, description="Add the seed tasks' instances (the paper did).")
+    seeds: Path | None = Field(
+        default=None, description="Seed file or built-in set; default: run's or project's."
+    )
+    save_steps: int = Field(default=50, ge=1, description="Checkpoint every N steps (and at the end).")
+    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept in OUT/checkpoints.")
+    logging_steps: int = Field(default=1, ge=1)
+    merge: bool = Field(default=True, description="LoRA: also save merged full weights at OUT/.")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _lora_targets(self) -> FinetuneConfig:
+        if not self.lora_target_modules:
+            raise ValueError("lora_target_modules must name at least one module")
+        return self
+
+    @property
+    def effective_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 2e-4 if self.method == "lora" else 2e-5
+
+    def require_paths(self) -> tuple[Path, Path]:
+        """`data` and `out` are required to train; they may come from flags or YAML."""
+        if self.data is None:
+            raise UserError("--data is required (a run directory or a JSONL file)")
+        if self.out is None:
+            raise UserError("--out is required (the directory that receives the tuned model)")
+        return self.data, self.out
+
+
+def load_yaml_config(path: Path | str) -> dict[str, Any]:
+    """Read a YAML mapping of FinetuneConfig fields (dashes or underscores in keys)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(path, None, "config file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputFileError(path, line, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputFileError(path, None, "expected a mapping of settings at the top level")
+    # A config written for the whole project may nest our keys under "finetune".
+    if isinstance(raw.get("finetune"), dict):
+        raw = raw["finetune"]
+    return {str(k).replace("-", "_"): v for k, v in raw.items()}
+
+
+def build_config(yaml_path: Path | str | None = None, **overrides: Any) -> FinetuneConfig:
+    """Defaults < YAML < overrides (None means "not given")."""
+    values: dict[str, Any] = load_yaml_config(yaml_path) if yaml_path is not None else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return FinetuneConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        source = f" (from {yaml_path})" if yaml_path is not None else ""
+        raise UserError(f"finetune setting {where}: {first['msg']}{source}") from None

@@ -1,0 +1,93 @@
+"""Training data for fine-tuning: resolve `--data`, add seed tasks, hand TRL a prompt/completion dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from selfinstruct.errors import UserError
+from selfinstruct.pipeline.prepare import DEFAULT_EOS, read_finetune_data
+from selfinstruct.records import FinetuneExample, Task
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+# Files `selfinstruct export RUN_DIR` writes, in order of preference: the prepared pairs carry the run's
+# own seed and template draws; the instance file is encoded here if it is all there is.
+RUN_DIR_FILES = ("export/finetune.jsonl", "export/all_generated_instances.jsonl")
+
+
+def resolve_data_file(data: Path) -> Path:
+    """A JSONL file as is, or the exported training file of a run directory."""
+    if data.is_file():
+        return data
+    if data.is_dir():
+        for name in RUN_DIR_FILES:
+            if (data / name).is_file():
+                return data / name
+        raise UserError(
+            f"{data} has no exported training data ({' or '.join(RUN_DIR_FILES)}): "
+            f"run `selfinstruct export {data}` first"
+        )
+    raise UserError(f"--data {data}: no such file or directory")
+
+
+def _run_seed_tasks(run_dir: Path) -> list[Task] | None:
+    """The seed tasks a run was generated from, when its store records them."""
+    try:
+        from selfinstruct.store import RunStore
+    except ImportError:  # the store is optional for fine-tuning a plain file
+        return None
+    try:
+        store = RunStore.open(run_dir)
+    except UserError:  # a folder with exported files but no run database
+        return None
+    try:
+        return store.seed_tasks() if store.has_seeds() else None
+    finally:
+        store.close()
+
+
+def seed_tasks_for(data: Path, seeds: Path | None) -> list[Task]:
+    """`--seeds` if given, else the run's own seeds (run directory), else the project's default set."""
+    from selfinstruct.seeds import load_seed_tasks
+
+    if seeds is not None:
+        return load_seed_tasks(seeds)
+    if data.is_dir():
+        run_seeds = _run_seed_tasks(data)
+        if run_seeds:
+            return run_seeds
+    return load_seed_tasks(None)
+
+
+def load_examples(
+    data: Path, *, include_seeds: bool = True, seeds: Path | None = None, seed: int = 0
+) -> tuple[Path, list[FinetuneExample]]:
+    """Resolve `data` and read its examples (stage 4 encoding for instance files, seeds added)."""
+    path = resolve_data_file(data)
+    seed_tasks = seed_tasks_for(data, seeds) if include_seeds else []
+    examples = read_finetune_data(path, seed=seed, seed_tasks=seed_tasks)
+    if not examples:
+        raise UserError(f"{path}: no training examples")
+    return path, examples
+
+
+def swap_eos(completion: str, eos_token: str, marker: str = DEFAULT_EOS) -> str:
+    """Stage 4 ends completions with the paper's `<|endoftext|>` marker; train on the model's own EOS."""
+    if completion.endswith(marker) and marker != eos_token:
+        completion = completion[: -len(marker)]
+    return completion if completion.endswith(eos_token) else completion + eos_token
+
+
+def to_dataset(examples: Sequence[FinetuneExample], eos_token: str) -> Dataset:
+    """A `datasets.Dataset` in TRL's prompt-completion format (TRL masks the prompt out of the loss)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "prompt": [ex.prompt for ex in examples],
+            "completion": [swap_eos(ex.completion, eos_token) for ex in examples],
+        }
+    )

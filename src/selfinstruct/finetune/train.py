@@ -1,0 +1,227 @@
+"""Stage 5: fine-tune a causal LM on prompt/completion pairs with TRL's SFTTrainer (+ PEFT LoRA).
+
+Layout of the output directory:
+    OUT/                        merged full weights + tokenizer (load with --backend transformers --model OUT)
+    OUT/adapter/                the LoRA adapter alone (LoRA runs)
+    OUT/checkpoints/            Trainer checkpoints; rerunning the same command resumes from the last one
+    OUT/selfinstruct_finetune.json   summary: steps, tokens, time, loss history
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from selfinstruct.finetune.config import FinetuneConfig
+from selfinstruct.finetune.data import load_examples, to_dataset
+from selfinstruct.finetune.model import load_base, make_serializable, resolve_precision, torch_dtype
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from trl import SFTTrainer
+
+SUMMARY_NAME = "selfinstruct_finetune.json"
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+
+
+@dataclass
+class FinetuneSummary:
+    """What `selfinstruct finetune` reports and writes to OUT/selfinstruct_finetune.json."""
+
+    base: str
+    method: str
+    data: str
+    examples: int
+    steps: int
+    epochs: float
+    tokens: int  # non-padding tokens trained on in this invocation (a resumed run counts its own part)
+    train_seconds: float
+    seconds_per_step: float
+    tokens_per_second: float
+    final_loss: float | None
+    peak_memory_mb: float
+    resumed_from: str | None
+    precision: str
+    trainable_parameters: int
+    total_parameters: int
+    model_dir: str
+    adapter_dir: str | None
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    is_main_process: bool = True
+
+
+def sft_arguments(cfg: FinetuneConfig, out: Path, precision: str) -> Any:
+    """Map our settings onto TRL's SFTConfig; every default TRL changes is set explicitly."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(out / CHECKPOINTS),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.effective_learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_seq_length,
+        packing=cfg.packing,
+        completion_only_loss=True,  # the paper's prompt loss weight 0
+        **_checkpointing_flag(cfg.gradient_checkpointing),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _checkpointing_flag(enabled: bool) -> dict[str, bool]:
+    """transformers 5.x renamed gradient to activation checkpointing; TRL defaults the old name to True."""
+    from trl import SFTConfig
+
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    return {
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing": enabled
+    }
+
+
+def lora_config(cfg: FinetuneConfig) -> Any:
+    from peft import LoraConfig
+
+    targets: list[str] | str = cfg.lora_target_modules
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    directory = out / CHECKPOINTS
+    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+
+
+def build_trainer(cfg: FinetuneConfig, console: Console | None = None) -> tuple[SFTTrainer, dict[str, Any]]:
+    """Load data and model and assemble the trainer (no training yet); also returns run facts."""
+    from transformers import PrinterCallback, ProgressCallback
+    from trl import SFTTrainer
+
+    from selfinstruct.finetune.progress import RichProgressCallback
+
+    data, out = cfg.require_paths()
+    data_file, examples = load_examples(data, include_seeds=cfg.include_seeds, seeds=cfg.seeds, seed=cfg.seed)
+    precision = resolve_precision(cfg.precision)
+    # LoRA keeps the frozen base in the training dtype; full tuning keeps fp32 master weights (autocast).
+    load_dtype = torch_dtype(precision if cfg.method == "lora" else "fp32")
+    model, tokenizer = load_base(cfg.base, dtype=load_dtype, attn_implementation=cfg.attn_implementation)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_arguments(cfg, out, precision),
+        train_dataset=to_dataset(examples, tokenizer.eos_token),
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg) if cfg.method == "lora" else None,
+        callbacks=[RichProgressCallback(console, enabled=cfg.progress)],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    facts = {"data_file": str(data_file), "examples": len(examples), "precision": precision}
+    return trainer, facts
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def save_outputs(trainer: SFTTrainer, cfg: FinetuneConfig, out: Path) -> str | None:
+    """Adapter (LoRA) to OUT/adapter, merged or full weights + tokenizer to OUT. Returns the adapter dir."""
+    from peft import PeftModel
+
+    model = trainer.model
+    tokenizer = trainer.processing_class
+    model.config.use_cache = True  # gradient checkpointing turns the KV cache off; generation wants it
+    if not isinstance(model, PeftModel):
+        trainer.save_model(str(out))  # collective under DeepSpeed/FSDP: every process calls it
+        return None
+    adapter = out / ADAPTER
+    trainer.save_model(str(adapter))
+    if cfg.merge and trainer.is_world_process_zero():
+        merged = model.merge_and_unload()
+        make_serializable(merged)
+        merged.config.use_cache = True
+        merged.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+    return str(adapter)
+
+
+def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> FinetuneSummary:
+    """Train, save, write the summary. Resumes from OUT/checkpoints when a checkpoint is there."""
+    _, out = cfg.require_paths()
+    out.mkdir(parents=True, exist_ok=True)
+    trainer, facts = build_trainer(cfg, console)
+    resume = last_checkpoint(out)
+    start = time.perf_counter()
+    first_step = trainer.state.global_step
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    state = trainer.state
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    adapter = save_outputs(trainer, cfg, out)
+
+    history = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h and "step" in h]
+    tokens = int(trainer._total_train_tokens) if hasattr(trainer, "_total_train_tokens") else 0
+    resumed_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else first_step
+    steps_run = max(state.global_step - resumed_step, 0)
+    summary = FinetuneSummary(
+        base=cfg.base,
+        method=cfg.method,
+        data=facts["data_file"],
+        examples=facts["examples"],
+        steps=state.global_step,
+        epochs=float(state.epoch or 0.0),
+        tokens=tokens,
+        train_seconds=round(seconds, 3),
+        seconds_per_step=round(seconds / steps_run, 4) if steps_run else 0.0,
+        tokens_per_second=round(tokens / seconds, 2) if seconds > 0 else 0.0,
+        final_loss=history[-1][1] if history else None,
+        peak_memory_mb=round(_peak_memory_mb(), 1),
+        resumed_from=resume,
+        precision=facts["precision"],
+        trainable_parameters=trainable,
+        total_parameters=total,
+        model_dir=str(out),
+        adapter_dir=adapter,
+        loss_history=history,
+        is_main_process=trainer.is_world_process_zero(),
+    )
+    if summary.is_main_process:
+        (out / SUMMARY_NAME).write_text(json.dumps(asdict(summary), indent=1), encoding="utf-8")
+    return summary
