@@ -29,6 +29,11 @@ def test_paper_seed_file_loads_with_categories() -> None:
     assert len({item.id for item in items}) == len(items)
 
 
+def test_builtin_seed_set_by_name() -> None:
+    tasks = load_task_file("default")
+    assert tasks and all(task.instances for task in tasks)
+
+
 def test_default_prompt_with_and_without_input() -> None:
     assert build_task_prompt(" Sort the list. ", " 3, 1, 2 ") == "Sort the list.\nInput: 3, 1, 2\nOutput:"
     assert build_task_prompt("Tell a joke.", "  ") == "Tell a joke.\nOutput:"

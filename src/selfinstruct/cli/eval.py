@@ -406,7 +406,11 @@ def _generation_options(max_new_tokens: int, stop: list[str] | None, postprocess
 @eval_app.command("tasks")
 def tasks_command(
     tasks: Annotated[
-        Path, typer.Option("--tasks", help="Seed-format JSONL: instruction, instances (input/output).")
+        Path,
+        typer.Option(
+            "--tasks",
+            help="Seed-format JSONL (instruction, instances with input/output), or a built-in seed set name.",
+        ),
     ],
     limit: LimitOpt = None,
     tasks_filter: FilterOpt = None,

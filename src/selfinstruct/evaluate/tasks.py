@@ -12,6 +12,7 @@ from selfinstruct.evaluate.items import EvalItem
 from selfinstruct.evaluate.superni import matches_filter
 from selfinstruct.evaluate.template import PromptTemplate
 from selfinstruct.records import Instance, Task
+from selfinstruct.seeds import resolve_seed_source
 
 
 def parse_task_line(data: object, path: Path, line: int) -> Task:
@@ -42,8 +43,13 @@ def parse_task_line(data: object, path: Path, line: int) -> Task:
     )
 
 
-def load_task_file(path: Path) -> list[Task]:
-    """Read a seed-format JSONL file; blank lines are skipped, a bad line names file and line number."""
+def load_task_file(spec: Path | str) -> list[Task]:
+    """Read a seed-format JSONL file, or a built-in seed set by name (`default`, `medical`, ...).
+
+    Lenient where the seed loader is strict: evaluation sets such as the paper's 252 user-oriented
+    instructions carry no `is_classification`, so it is optional here. Blank lines are skipped; a bad
+    line names the file and line number."""
+    path = resolve_seed_source(str(spec))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
