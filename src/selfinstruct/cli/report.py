@@ -1,0 +1,72 @@
+"""`selfinstruct report`: the paper's §3 data analysis as one self-contained HTML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from selfinstruct.analysis.report import ReportOptions, write_report
+from selfinstruct.analysis.sources import load
+
+
+def report(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A run directory, or one or more JSONL files in the paper's formats "
+            "(machine_generated_instructions.jsonl, instance files, seed format); files are merged by "
+            "instruction text.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the HTML report.")] = Path(
+        "report.html"
+    ),
+    figures_dir: Annotated[
+        Path | None,
+        typer.Option("--figures-dir", help="Also save every figure as a file in this folder."),
+    ] = None,
+    figure_format: Annotated[
+        str,
+        typer.Option("--figure-format", help="Format of the saved figures: [bold]png[/] or [bold]svg[/]."),
+    ] = "png",
+    seeds: Annotated[
+        Path | None,
+        typer.Option(
+            "--seeds",
+            help="Seed tasks (JSONL with an 'instruction' field) for the ROUGE-L-to-seed histogram; "
+            "a run directory's own seeds are used by default.",
+        ),
+    ] = None,
+    sample_rows: Annotated[
+        int, typer.Option("--sample-rows", min=0, help="Random sample rows to show.")
+    ] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed for the sample rows.")] = 0,
+    spacy_model: Annotated[
+        str | None,
+        typer.Option(
+            "--spacy-model",
+            help="spaCy pipeline for the verb–noun parse (default: the first English one installed).",
+        ),
+    ] = None,
+) -> None:
+    """Write the data analysis report: Table 1 statistics, filter funnel, verb–noun sunburst,
+    ROUGE-L-to-seed and length histograms, sample rows."""
+    console = Console(stderr=True)
+    data = load(sources, seeds=seeds)
+    with console.status("Analysing…"):
+        result = write_report(
+            data,
+            out,
+            ReportOptions(sample_rows=sample_rows, seed=seed, spacy_model=spacy_model),
+            figures_dir=figures_dir,
+            figure_format=figure_format,
+        )
+    for note in result.notes.values():
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"Wrote {out} ({len(result.figures)} figures, {result.table1.instructions:,} instructions)")
+    if figures_dir is not None:
+        console.print(f"Figures saved in {figures_dir} as {figure_format}")

@@ -1,0 +1,291 @@
+"""The review page's reads of a run store and its own tables (ratings, the rating sample) in the same file.
+
+One short-lived connection per request: SQLite connections are cheap and must not cross threads, and WAL mode
+lets the page read while a pipeline run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REVIEW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS review_ratings (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('data', 'response')),
+    item_key    TEXT NOT NULL,     -- 'instance:<id>' for data; '<eval source>:<item id>' for responses
+    rater       TEXT NOT NULL,
+    valid_task  INTEGER,           -- Table 2 questions (data): 1 yes, 0 no
+    input_ok    INTEGER,
+    output_ok   INTEGER,
+    grade       TEXT CHECK (grade IS NULL OR grade IN ('A', 'B', 'C', 'D')),
+    context     TEXT NOT NULL DEFAULT '{}',   -- JSON snapshot of what was rated, for exports
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    UNIQUE (kind, item_key, rater)
+);
+CREATE INDEX IF NOT EXISTS review_ratings_rater ON review_ratings(kind, rater);
+-- The fixed random sample of kept instructions (one kept instance each) rated on the Table 2 questions.
+CREATE TABLE IF NOT EXISTS review_sample (
+    sample_key     TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    instruction_id INTEGER NOT NULL,
+    instance_id    INTEGER NOT NULL,
+    PRIMARY KEY (sample_key, position)
+);
+"""
+
+QUESTIONS = (
+    ("valid_task", "Does the instruction describe a valid task?"),
+    ("input_ok", "Is the input appropriate for the instruction?"),
+    ("output_ok", "Is the output a correct and acceptable response to the instruction and input?"),
+)
+GRADES = (
+    ("A", "valid and satisfying"),
+    ("B", "acceptable with minor errors or imperfections"),
+    ("C", "relevant but with significant errors in content"),
+    ("D", "irrelevant or invalid"),
+)
+PAGE_SIZE = 50
+
+
+@contextmanager
+def connect(db: Path) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(db, timeout=30.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def init_review_tables(db: Path) -> None:
+    with connect(db) as conn:
+        conn.executescript(REVIEW_SCHEMA)
+
+
+# -- browsing -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BrowseQuery:
+    q: str = ""
+    status: str = "all"  # all | kept | dropped
+    verdict: str = ""  # a specific verdict, e.g. 'novelty'
+    clf: str = ""  # '' | yes | no | unknown
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class BrowsePage:
+    rows: list[sqlite3.Row]
+    total: int
+    page: int
+    pages: int
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def browse(conn: sqlite3.Connection, query: BrowseQuery, page_size: int = PAGE_SIZE) -> BrowsePage:
+    """Candidates (kept and dropped) with their kept-instruction data, newest rules applied as filters."""
+    where: list[str] = []
+    params: list[object] = []
+    if query.q:
+        where.append("c.instruction LIKE ? ESCAPE '\\'")
+        params.append(f"%{_like_escape(query.q)}%")
+    if query.verdict:
+        where.append("c.verdict = ?")
+        params.append(query.verdict)
+    elif query.status == "kept":
+        where.append("c.verdict = 'kept'")
+    elif query.status == "dropped":
+        where.append("c.verdict != 'kept'")
+    if query.clf == "yes":
+        where.append("i.is_classification = 1")
+    elif query.clf == "no":
+        where.append("i.is_classification = 0")
+    elif query.clf == "unknown":
+        where.append("i.id IS NOT NULL AND i.is_classification IS NULL")
+    sql_where = (" WHERE " + " AND ".join(where)) if where else ""
+    base = " FROM candidates c LEFT JOIN instructions i ON i.candidate_id = c.id" + sql_where
+    total = int(conn.execute("SELECT COUNT(*)" + base, params).fetchone()[0])
+    pages = max(1, -(-total // page_size))
+    page = min(max(1, query.page), pages)
+    rows = conn.execute(
+        "SELECT c.id AS cid, c.request_id, c.instruction, c.verdict, c.detail, c.max_similarity,"
+        " i.id AS iid, i.is_classification,"
+        " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id AND x.verdict = 'kept') AS n_kept,"
+        " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id) AS n_parsed"
+        + base
+        + " ORDER BY c.id LIMIT ? OFFSET ?",
+        [*params, page_size, (page - 1) * page_size],
+    ).fetchall()
+    return BrowsePage(rows=rows, total=total, page=page, pages=pages)
+
+
+def verdicts(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    rows = conn.execute("SELECT verdict, COUNT(*) FROM candidates GROUP BY verdict ORDER BY COUNT(*) DESC")
+    return [(r[0], int(r[1])) for r in rows]
+
+
+@dataclass(frozen=True)
+class Detail:
+    candidate: sqlite3.Row
+    instruction: sqlite3.Row | None
+    most_similar: list[tuple[str, float]]
+    instances: list[sqlite3.Row]
+
+
+def detail(conn: sqlite3.Connection, candidate_id: int) -> Detail | None:
+    cand = conn.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
+    if cand is None:
+        return None
+    inst = conn.execute("SELECT * FROM instructions WHERE candidate_id = ?", (candidate_id,)).fetchone()
+    similar: list[tuple[str, float]] = []
+    instances: list[sqlite3.Row] = []
+    if inst is not None:
+        try:
+            similar = [(str(s), float(sc)) for s, sc in json.loads(inst["most_similar"])]
+        except (ValueError, TypeError):
+            similar = []
+        instances = conn.execute(
+            "SELECT * FROM instances WHERE instruction_id = ? ORDER BY position", (inst["id"],)
+        ).fetchall()
+    return Detail(cand, inst, similar, instances)
+
+
+# -- the data-quality sample --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleItem:
+    position: int
+    instruction_id: int
+    instance_id: int
+    candidate_id: int
+    instruction: str
+    input: str
+    output: str
+    is_classification: bool | None
+
+    @property
+    def key(self) -> str:
+        return f"instance:{self.instance_id}"
+
+
+def _draw(conn: sqlite3.Connection, size: int, seed: int) -> list[tuple[int, int]]:
+    """(instruction id, instance id): a random sample of kept instructions with one kept instance each."""
+    eligible = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT i.id FROM instructions i WHERE EXISTS"
+            " (SELECT 1 FROM instances x WHERE x.instruction_id = i.id AND x.verdict = 'kept') ORDER BY i.id"
+        )
+    ]
+    rng = random.Random(seed)
+    pairs = []
+    for iid in rng.sample(eligible, min(size, len(eligible))):
+        kept = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT id FROM instances WHERE instruction_id = ? AND verdict = 'kept' ORDER BY position",
+                (iid,),
+            )
+        ]
+        pairs.append((iid, rng.choice(kept)))
+    return pairs
+
+
+def sample_pairs(conn: sqlite3.Connection, size: int, seed: int) -> list[tuple[int, int]]:
+    """The sample is drawn once and stored, so every rater and every restart sees the same items. It is
+    stored only when full: while a run has fewer eligible instructions it is drawn again each time."""
+    key = f"seed={seed};size={size}"
+    stored = conn.execute(
+        "SELECT instruction_id, instance_id FROM review_sample WHERE sample_key = ? ORDER BY position", (key,)
+    ).fetchall()
+    if stored:
+        return [(int(r[0]), int(r[1])) for r in stored]
+    pairs = _draw(conn, size, seed)
+    if pairs and len(pairs) == size:
+        conn.executemany(
+            "INSERT OR IGNORE INTO review_sample VALUES (?, ?, ?, ?)",
+            [(key, pos, iid, xid) for pos, (iid, xid) in enumerate(pairs)],
+        )
+    return pairs
+
+
+def sample_items(conn: sqlite3.Connection, size: int, seed: int) -> list[SampleItem]:
+    items = []
+    for position, (iid, xid) in enumerate(sample_pairs(conn, size, seed)):
+        r = conn.execute(
+            "SELECT i.candidate_id, i.instruction, i.is_classification, x.input, x.output"
+            " FROM instructions i JOIN instances x ON x.instruction_id = i.id WHERE i.id = ? AND x.id = ?",
+            (iid, xid),
+        ).fetchone()
+        if r is None:
+            continue
+        items.append(
+            SampleItem(
+                position=position,
+                instruction_id=iid,
+                instance_id=xid,
+                candidate_id=r["candidate_id"],
+                instruction=r["instruction"],
+                input=r["input"],
+                output=r["output"],
+                is_classification=None if r["is_classification"] is None else bool(r["is_classification"]),
+            )
+        )
+    return items
+
+
+# -- ratings ------------------------------------------------------------------------------------------
+def save_rating(
+    conn: sqlite3.Connection,
+    *,
+    kind: str,
+    item_key: str,
+    rater: str,
+    answers: dict[str, int] | None = None,
+    grade: str | None = None,
+    context: dict[str, object] | None = None,
+) -> None:
+    """Insert or replace one rater's rating of one item (a rater may change their mind)."""
+    now = time.time()
+    answers = answers or {}
+    conn.execute(
+        "INSERT INTO review_ratings(kind, item_key, rater, valid_task, input_ok, output_ok, grade, context,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(kind, item_key, rater) DO UPDATE SET valid_task = excluded.valid_task,"
+        " input_ok = excluded.input_ok, output_ok = excluded.output_ok, grade = excluded.grade,"
+        " context = excluded.context, updated_at = excluded.updated_at",
+        (
+            kind,
+            item_key,
+            rater,
+            answers.get("valid_task"),
+            answers.get("input_ok"),
+            answers.get("output_ok"),
+            grade,
+            json.dumps(context or {}, ensure_ascii=False),
+            now,
+            now,
+        ),
+    )
+
+
+def ratings_by_key(conn: sqlite3.Connection, kind: str, rater: str) -> dict[str, sqlite3.Row]:
+    rows = conn.execute("SELECT * FROM review_ratings WHERE kind = ? AND rater = ?", (kind, rater))
+    return {r["item_key"]: r for r in rows}
+
+
+def all_ratings(conn: sqlite3.Connection, kind: str | None = None) -> list[sqlite3.Row]:
+    if kind is None:
+        return conn.execute("SELECT * FROM review_ratings ORDER BY kind, item_key, rater").fetchall()
+    return conn.execute(
+        "SELECT * FROM review_ratings WHERE kind = ? ORDER BY item_key, rater", (kind,)
+    ).fetchall()
