@@ -74,8 +74,10 @@ def test_superni_scores_cache_and_resume(tmp_path: Path) -> None:
         report = run_superni(server, out, "--limit", "2")
         assert server.requests_served == 6  # only the 3 new instances were requested
         # A full rerun answers from the cache: no request reaches the server.
+        assert report["usage"]["eval"]["requests"] == 6 and report["usage"]["eval"]["cache_hits"] == 3
         again = run_superni(server, out, "--limit", "2")
         assert server.requests_served == 6
+        assert again["usage"]["eval"]["cache_hits"] == 6
         bodies = list(server.bodies)
     assert again["per_task"] == report["per_task"]
     assert all(body["temperature"] == 0 and body["max_tokens"] == 128 for body in bodies)

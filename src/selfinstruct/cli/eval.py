@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -247,15 +248,21 @@ async def _evaluate(
     cache_path: Path,
     judge_settings: LMSettings | None,
     progress: _Progress,
-) -> list[Any]:
+) -> tuple[list[Any], dict[str, dict[str, int]]]:
+    """Predictions (then judgements) through LM clients sharing one response cache; also returns the
+    requests made per stage, split into sent and answered from the cache."""
+    from dataclasses import asdict
+
     from selfinstruct.lm.factory import build_client
 
     cache = _open_cache(cache_path)
+    usage: dict[str, dict[str, int]] = {}
     progress.stage("eval", len(items))
     client = build_client(settings, cache=cache, progress=progress)
     try:
         records = await generate_records(client, items, options)
     finally:
+        usage["eval"] = asdict(client.usage.stage("eval"))
         await client.aclose()
     if judge_settings is not None:
         progress.stage("judge", len(records))
@@ -263,8 +270,9 @@ async def _evaluate(
         try:
             records = await judge_records(judge, records)
         finally:
+            usage["judge"] = asdict(judge.usage.stage("judge"))
             await judge.aclose()
-    return records
+    return records, usage
 
 
 def _execute(
@@ -282,13 +290,21 @@ def _execute(
     cache_path = cache or out.parent / CACHE_NAME
     progress = _Progress(Console(stderr=True), enabled=not quiet)
     context: AbstractContextManager[Any] = progress.bar if not quiet else nullcontext()
+    started = time.monotonic()
     try:
         with context:
-            records = _run(lambda: _evaluate(items, settings, options, cache_path, judge_settings, progress))
+            records, usage = _run(
+                lambda: _evaluate(items, settings, options, cache_path, judge_settings, progress)
+            )
     except LMError as exc:
         raise UserError(
             f"LM request failed: {exc}. Replies received so far are cached in {cache_path}; rerun to resume."
         ) from exc
+    except KeyboardInterrupt:
+        Console(stderr=True).print(
+            f"Interrupted. Replies received so far are cached in {cache_path}; rerun to resume."
+        )
+        raise typer.Exit(130) from None
     report = build_report(
         kind,
         records,
@@ -296,12 +312,18 @@ def _execute(
         run_options,
         judge=model_info(judge_settings) if judge_settings else None,
     )
+    report.usage = usage
+    report.elapsed_s = round(time.monotonic() - started, 3)
     markdown_path = write_report(report, out)
+    sent = ", ".join(
+        f"{stage}: {u['requests'] - u['cache_hits']} sent, {u['cache_hits']} cached"
+        for stage, u in usage.items()
+    )
     if quiet:
         console.print(f"ROUGE-L {report.overall.rougeL:.2f}  exact match {report.overall.exact_match:.2f}")
     else:
         console.print(Markdown(render_markdown(report)))
-        console.print(f"Wrote {out} and {markdown_path}")
+        console.print(f"Requests ({sent}) in {report.elapsed_s:.1f} s. Wrote {out} and {markdown_path}")
     return report
 
 

@@ -87,6 +87,10 @@ class EvalReport(BaseModel):
     per_category: list[GroupScore]
     per_task: list[GroupScore]
     items: list[ItemRecord]
+    usage: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="Per stage: requests, cache hits, tokens, errors, retries."
+    )
+    elapsed_s: float | None = None
 
 
 def _mean(values: Sequence[float]) -> float:
