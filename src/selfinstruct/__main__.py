@@ -1,0 +1,3 @@
+from selfinstruct.cli.main import run
+
+run()

@@ -1,0 +1,77 @@
+"""Kill -9 a real `selfinstruct generate` process mid-run, rerun it, and check nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from selfinstruct.testing.fake_server import FakeOpenAIServer
+from selfinstruct.testing.responder import self_instruct_responder
+from tests.conftest import SELFINSTRUCT
+
+
+def _command(run_dir: Path, base_url: str) -> list[str]:
+    return [*SELFINSTRUCT, "generate", "--out", str(run_dir), "--backend", "openai", "--base-url", base_url,
+            "--model", "fake-model", "--num-instructions", "40", "--concurrency", "4", "--no-progress",
+            "--no-export"]
+
+
+def _count(db: Path, sql: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def test_sigkill_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    db = run_dir / "run.sqlite"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with FakeOpenAIServer(self_instruct_responder, latency=0.05) as server:
+        proc = subprocess.Popen(_command(run_dir, server.base_url), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists() and _count(db, "SELECT COUNT(*) FROM instances") >= 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_done = _count(db, "SELECT COUNT(*) FROM gen_requests WHERE status='done'")
+        kept_before = _count(db, "SELECT COUNT(*) FROM instructions")
+        assert 0 < kept_before < 40
+        conn = sqlite3.connect(db)
+        answered = {row[0] for row in conn.execute("SELECT prompt FROM lm_cache")}
+        conn.close()
+        n_bodies = len(server.bodies)
+
+        result = subprocess.run(_command(run_dir, server.base_url), env=env, capture_output=True, timeout=300)
+        assert result.returncode == 0, result.stderr.decode()
+        assert b"Resuming" in result.stderr
+        resent = [b.get("prompt") for b in server.bodies[n_bodies:]]
+        assert resent, "the resumed run must have had work left"
+        # Nothing answered before the kill was asked again: it came from the response cache.
+        assert not answered.intersection(resent)
+
+    conn = sqlite3.connect(db)
+    # Nothing doubled: one row per (request, position), one instruction per candidate, no repeated text.
+    assert conn.execute("SELECT COUNT(*) FROM (SELECT instruction FROM instructions GROUP BY instruction"
+                        " HAVING COUNT(*) > 1)").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM gen_requests WHERE status='done'").fetchone()[0] >= killed_done
+    assert conn.execute("SELECT COUNT(*) FROM instructions").fetchone()[0] >= 40
+    # Every kept instruction finished stages 2 and 3 exactly once.
+    assert conn.execute("SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL"
+                        " OR instances_status != 'done'").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM (SELECT instruction_id, position FROM instances"
+                        " GROUP BY instruction_id, position HAVING COUNT(*) > 1)").fetchone()[0] == 0
+    # Every done request's candidates were recorded (parsing and recording commit together).
+    assert conn.execute("SELECT COUNT(*) FROM gen_requests g WHERE status='done' AND reply != '' AND NOT EXISTS"
+                        " (SELECT 1 FROM candidates c WHERE c.request_id = g.id)").fetchone()[0] == 0
