@@ -87,6 +87,7 @@ def sft_arguments(cfg: FinetuneConfig, out: Path, precision: str) -> Any:
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=precision != "fp32",  # pinning only helps (and only works) with a GPU
     )
 
 
