@@ -97,8 +97,9 @@ def seeds(
     console = Console()
     if list_sets:
         table = Table(title="Built-in seed sets (use with --seeds NAME)")
-        for column in ("name", "tasks", "classification", "path"):
+        for column in ("name", "tasks", "classification"):
             table.add_column(column)
+        table.add_column("path", overflow="fold")
         for name, path in list_builtin_seed_sets().items():
             tasks = load_seed_tasks(path)
             table.add_row(name, str(len(tasks)), str(len(classification_only(tasks))), str(path))
@@ -108,7 +109,8 @@ def seeds(
     tasks = load_seed_tasks(path)
     if classification_only_:
         tasks = classification_only(tasks)
-    console.print(_summary_table(f"{path}: valid", summarize_seeds(tasks)))
+    console.print(f"{path}: valid", markup=False, highlight=False, soft_wrap=True)
+    console.print(_summary_table("Seed set", summarize_seeds(tasks)))
     if save is not None:
         if not tasks:
             raise UserError(f"--classification-only: {path} has no classification seeds to save")
