@@ -14,7 +14,8 @@ from rouge_score import rouge_scorer
 from selfinstruct.config import FilterSettings
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.filters import InstructionFilter, filter_instances, normalize_instruction
-from selfinstruct.parse import ParsedInstance
+from selfinstruct.parse import ParsedInstance, parse_input_first, parse_output_first
+from selfinstruct.prompts import input_first_prompt, output_first_prompt
 from selfinstruct.records import Instance, Task
 from selfinstruct.seeds import (
     classification_only,
@@ -354,3 +355,18 @@ def test_classification_only_keeps_order() -> None:
     clf = classification_only(tasks)
     assert clf == [t for t in tasks if t.is_classification is True]
     assert clf and all(t.is_classification for t in clf)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_seed_instances_survive_the_pipelines_few_shot_format(name: str) -> None:
+    """Rendered as stage 3's few-shot examples and parsed back with the stage 3 parsers, every seed gives back
+    exactly its instances: no seed text fakes an `Example N`, `Output:` or `Class label:` marker."""
+    for task in load_seed_tasks(name):
+        render = output_first_prompt if task.is_classification else input_first_prompt
+        parse = parse_output_first if task.is_classification else parse_input_first
+        prompt = render("Next task.", [task])
+        body = prompt.split(f"Task: {task.instruction}\n", 1)[1].rsplit("\nTask: Next task.", 1)[0]
+        parsed = parse(body, truncated=False)
+        assert [(p.input, p.output) for p in parsed] == [(i.input, i.output) for i in task.instances], (
+            task.name
+        )
