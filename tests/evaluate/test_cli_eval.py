@@ -81,6 +81,7 @@ def test_superni_scores_cache_and_resume(tmp_path: Path) -> None:
         bodies = list(server.bodies)
     assert again["per_task"] == report["per_task"]
     assert all(body["temperature"] == 0 and body["max_tokens"] == 128 for body in bodies)
+    assert all(body["stop"] == ["."] for body in bodies)  # first-sentence scoring stops at the period
     assert (tmp_path / "eval_cache.sqlite").is_file()
 
     tasks = {row["name"]: row for row in report["per_task"]}
@@ -104,7 +105,7 @@ def test_superni_scores_cache_and_resume(tmp_path: Path) -> None:
         assert item["prompt"].startswith("Definition: ") and item["prompt"].endswith("Output:")
         if item["task"] == ANSWERED:
             assert item["prediction"] in item["references"]
-            assert item["raw_output"].endswith("keeps on talking.")
+            assert "keeps on talking" not in item["raw_output"]
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "ROUGE-L 50.00" in markdown and f"| {GARBAGE} | Title Generation | 2 | 0.00 | 0.00 |" in markdown
 
@@ -120,6 +121,21 @@ def test_compare_two_superni_runs(tmp_path: Path) -> None:
     with FakeOpenAIServer(responder=superni_responder) as good, FakeOpenAIServer(responder=weaker) as bad:
         run_superni(bad, tmp_path / "a.json", "--limit", "2", "--cache", str(tmp_path / "a.sqlite"))
         run_superni(good, tmp_path / "b.json", "--limit", "2", "--cache", str(tmp_path / "b.sqlite"))
+        # Without the early stop the server writes on, and post-processing yields the same predictions.
+        late = run_superni(
+            good,
+            tmp_path / "late.json",
+            "--limit",
+            "2",
+            "--no-early-stop",
+            "--cache",
+            str(tmp_path / "l.sqlite"),
+        )
+        assert all(
+            item["raw_output"].endswith("keeps on talking.")
+            for item in late["items"]
+            if item["task"] == ANSWERED
+        )
     out = tmp_path / "cmp.json"
     result = runner.invoke(
         eval_app,
@@ -135,6 +151,8 @@ def test_compare_two_superni_runs(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     comparison = json.loads(out.read_text(encoding="utf-8"))
+    early = json.loads((tmp_path / "b.json").read_text(encoding="utf-8"))
+    assert [i["prediction"] for i in early["items"]] == [i["prediction"] for i in late["items"]]
     rows = {(r["level"], r["name"]): r for r in comparison["rows"]}
     assert comparison["paired"] == 6
     assert rows["overall", "overall"]["diff"] == pytest.approx(50.0)

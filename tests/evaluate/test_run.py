@@ -31,8 +31,12 @@ def test_postprocess_edge_cases() -> None:
 
 
 def test_generation_is_greedy() -> None:
-    decoding = GenerationOptions(max_new_tokens=64, stop=("\n\n",)).decoding()
+    decoding = GenerationOptions(max_new_tokens=64, stop=("\n\n",), postprocess="strip").decoding()
     assert (decoding.temperature, decoding.max_tokens, decoding.stop) == (0.0, 64, ("\n\n",))
+    # Scoring only the first sentence adds the period as a stop (unless turned off or already there).
+    assert GenerationOptions(stop=("\n\n",)).decoding().stop == ("\n\n", ".")
+    assert GenerationOptions(stop=(".",)).decoding().stop == (".",)
+    assert GenerationOptions(early_stop=False).decoding().stop == ()
 
 
 def _record(task: str, category: str, rouge: float, rating: str | None) -> ItemRecord:

@@ -133,6 +133,14 @@ CacheOpt = Annotated[
         "or a resumed run only sends the requests it lacks.",
     ),
 ]
+EarlyStopOpt = Annotated[
+    bool,
+    typer.Option(
+        "--early-stop/--no-early-stop",
+        help="With --postprocess first-sentence, stop decoding at the first period: same predictions, less "
+        "decoding.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the overall score.")]
 
 
@@ -378,6 +386,7 @@ def superni_command(
             "[bold]strip[/].",
         ),
     ] = "first-sentence",
+    early_stop: EarlyStopOpt = True,
     out: OutOpt = Path("eval/superni.json"),
     cache: CacheOpt = None,
     backend: BackendOpt = "embedded",
@@ -397,7 +406,7 @@ def superni_command(
         settings = lm_settings(
             backend, model, base_url, api, api_key_env, concurrency, request_timeout, threads, device
         )
-        options = _generation_options(max_new_tokens, stop, postprocess)
+        options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, SUPERNI_FIELDS) if template else None
         loaded = load_superni_tasks(tasks, split_file=split, tasks_filter=tasks_filter)
         items = superni_items(loaded, limit=limit, pos_examples=pos_examples, template=parsed)
@@ -408,7 +417,7 @@ def superni_command(
             "pos_examples": pos_examples,
             "max_new_tokens": max_new_tokens,
             "template": template,
-            "stop": list(options.stop) or None,
+            "stop": list(options.stop_sequences()) or None,
             "postprocess": postprocess,
         }
         _execute("superni", items, settings, options, out, cache, run_options, quiet)
@@ -416,13 +425,22 @@ def superni_command(
     _user_errors(body)
 
 
-def _generation_options(max_new_tokens: int, stop: list[str] | None, postprocess: str) -> GenerationOptions:
+def _generation_options(
+    max_new_tokens: int, stop: list[str] | None, postprocess: str, early_stop: bool
+) -> GenerationOptions:
     if postprocess not in ("first-sentence", "first-line", "strip"):
         raise UserError(f"--postprocess: expected first-sentence, first-line or strip, got {postprocess!r}")
-    stops = _unescape(stop)
-    if len(stops) > 4:
-        raise UserError("--stop: at most 4 stop sequences (the OpenAI API limit)")
-    return GenerationOptions(max_new_tokens=max_new_tokens, stop=stops, postprocess=postprocess)  # type: ignore[arg-type]
+    options = GenerationOptions(
+        max_new_tokens=max_new_tokens,
+        stop=_unescape(stop),
+        postprocess=postprocess,  # type: ignore[arg-type]
+        early_stop=early_stop,
+    )
+    if len(options.stop_sequences()) > 4:
+        raise UserError(
+            "--stop: at most 4 stop sequences in all (the OpenAI API limit), --early-stop's included"
+        )
+    return options
 
 
 @eval_app.command("tasks")
@@ -447,6 +465,7 @@ def tasks_command(
             "[bold]first-line[/] or [bold]first-sentence[/].",
         ),
     ] = "strip",
+    early_stop: EarlyStopOpt = True,
     out: OutOpt = Path("eval/tasks.json"),
     cache: CacheOpt = None,
     backend: BackendOpt = "embedded",
@@ -524,7 +543,7 @@ def tasks_command(
                 threads,
                 device,
             )
-        options = _generation_options(max_new_tokens, stop, postprocess)
+        options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, TASK_FIELDS) if template else None
         items = task_items(load_task_file(tasks), limit=limit, tasks_filter=tasks_filter, template=parsed)
         run_options: dict[str, object] = {
@@ -533,7 +552,7 @@ def tasks_command(
             "tasks_filter": tasks_filter,
             "max_new_tokens": max_new_tokens,
             "template": template,
-            "stop": list(options.stop) or None,
+            "stop": list(options.stop_sequences()) or None,
             "postprocess": postprocess,
         }
         _execute("tasks", items, settings, options, out, cache, run_options, quiet, judge_settings)
