@@ -370,3 +370,12 @@ def test_seed_instances_survive_the_pipelines_few_shot_format(name: str) -> None
         assert [(p.input, p.output) for p in parsed] == [(i.input, i.output) for i in task.instances], (
             task.name
         )
+
+
+def test_data_readme_counts_match_the_sets() -> None:
+    readme = (default_seed_path().parent / "README.md").read_text(encoding="utf-8")
+    for name, path in list_builtin_seed_sets().items():
+        tasks = load_seed_tasks(path)
+        row = next(ln for ln in readme.splitlines() if ln.startswith(f"| `{name}`"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1:] == [f"`{path.name}`", str(len(tasks)), str(len(classification_only(tasks)))], row
