@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -40,7 +40,6 @@ eval_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-T = TypeVar("T")
 LM_PANEL = "LM backend"
 JUDGE_PANEL = "LLM judge"
 SUPERNI_FIELDS = frozenset({"definition", "instruction", "input", "task", "category", "examples"})
@@ -235,13 +234,6 @@ class _Progress:
         self.bar.update(task, advance=1, cached=self.cached[event.stage])
 
 
-def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
-    async def runner() -> T:
-        return await coro_factory()
-
-    return asyncio.run(runner())
-
-
 def _open_cache(path: Path) -> Any:
     from selfinstruct.lm.cache import SQLiteResponseCache
 
@@ -301,8 +293,8 @@ def _execute(
     started = time.monotonic()
     try:
         with context:
-            records, usage = _run(
-                lambda: _evaluate(items, settings, options, cache_path, judge_settings, progress)
+            records, usage = asyncio.run(
+                _evaluate(items, settings, options, cache_path, judge_settings, progress)
             )
     except LMError as exc:
         raise UserError(
