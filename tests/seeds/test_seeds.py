@@ -116,6 +116,7 @@ def test_no_two_seeds_are_too_similar(name: str, scorer: rouge_scorer.RougeScore
 
 
 @needs_paper
+@pytest.mark.slow  # ~47k ROUGE-L scores with the reference package
 def test_no_seed_copies_the_papers_set(scorer: rouge_scorer.RougeScorer) -> None:
     paper = [t.instruction for t in load_seed_tasks(PAPER_SEEDS)]
     paper_norm = {" ".join(p.lower().split()) for p in paper}
