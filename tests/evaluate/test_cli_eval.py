@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from selfinstruct.cli.eval import eval_app
-from selfinstruct.testing.fake_server import FakeOpenAIServer
+from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "superni"
 ANSWERED = "task1393_superglue_copa_text_completion"  # replies are the first reference
@@ -108,6 +108,35 @@ def test_superni_scores_cache_and_resume(tmp_path: Path) -> None:
             assert "keeps on talking" not in item["raw_output"]
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "ROUGE-L 50.00" in markdown and f"| {GARBAGE} | Title Generation | 2 | 0.00 | 0.00 |" in markdown
+
+
+def test_failed_run_says_how_to_resume_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = [
+        "superni",
+        "--tasks",
+        str(DATA),
+        "--tasks-filter",
+        ANSWERED,
+        "--limit",
+        "6",
+        "--backend",
+        "openai",
+    ]
+    args += ["--model", "fake", "--out", str(out), "--max-retries", "0", "--concurrency", "1", "-q"]
+    # Half the requests fail for good (no retries): the run stops with a hint, keeping the replies it got.
+    faults = FaultPlan(seed=3, server_error=0.5)
+    with FakeOpenAIServer(responder=superni_responder, faults=faults) as flaky:
+        result = runner.invoke(eval_app, [*args, "--base-url", flaky.base_url])
+        answered = flaky.requests_served
+    assert result.exit_code == 2
+    assert "rerun to resume" in result.output and not out.exists()
+    assert 0 < answered < 6
+    with FakeOpenAIServer(responder=superni_responder) as healthy:
+        result = runner.invoke(eval_app, [*args, "--base-url", healthy.base_url])
+        assert result.exit_code == 0, result.output
+        assert healthy.requests_served == 6 - answered  # only the missing replies are requested
+    assert json.loads(out.read_text(encoding="utf-8"))["overall"]["rougeL"] == 100.0
 
 
 def split_order() -> list[str]:

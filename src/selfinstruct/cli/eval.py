@@ -140,6 +140,15 @@ EarlyStopOpt = Annotated[
         "decoding.",
     ),
 ]
+MaxRetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-retries",
+        min=0,
+        help="Retries of a failed request (429, 5xx, timeout).",
+        rich_help_panel=LM_PANEL,
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the overall score.")]
 
 
@@ -153,8 +162,10 @@ def lm_settings(
     timeout: float,
     threads: int = 1,
     device: str | None = None,
+    max_retries: int = 6,
 ) -> LMSettings:
     values: dict[str, Any] = {
+        "max_retries": max_retries,
         "backend": backend,
         "model": model,
         "api": api,
@@ -388,6 +399,7 @@ def superni_command(
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     concurrency: ConcurrencyOpt = 8,
     request_timeout: TimeoutOpt = 120.0,
+    max_retries: MaxRetriesOpt = 6,
     threads: ThreadsOpt = 1,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
@@ -396,7 +408,16 @@ def superni_command(
 
     def body() -> None:
         settings = lm_settings(
-            backend, model, base_url, api, api_key_env, concurrency, request_timeout, threads, device
+            backend,
+            model,
+            base_url,
+            api,
+            api_key_env,
+            concurrency,
+            request_timeout,
+            threads,
+            device,
+            max_retries,
         )
         options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, SUPERNI_FIELDS) if template else None
@@ -467,6 +488,7 @@ def tasks_command(
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     concurrency: ConcurrencyOpt = 8,
     request_timeout: TimeoutOpt = 120.0,
+    max_retries: MaxRetriesOpt = 6,
     threads: ThreadsOpt = 1,
     device: DeviceOpt = None,
     judge: Annotated[
@@ -519,7 +541,16 @@ def tasks_command(
 
     def body() -> None:
         settings = lm_settings(
-            backend, model, base_url, api, api_key_env, concurrency, request_timeout, threads, device
+            backend,
+            model,
+            base_url,
+            api,
+            api_key_env,
+            concurrency,
+            request_timeout,
+            threads,
+            device,
+            max_retries,
         )
         judge_settings = None
         if judge or judge_backend or judge_model:
@@ -534,6 +565,7 @@ def tasks_command(
                 request_timeout,
                 threads,
                 device,
+                max_retries,
             )
         options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, TASK_FIELDS) if template else None
