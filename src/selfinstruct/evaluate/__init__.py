@@ -1,0 +1,3 @@
+"""Evaluation as in the paper (§4): SuperNI zero-shot ROUGE-L / exact match (`superni`, `metrics`), any
+seed-format task file with an optional A-D LLM judge (`tasks`, `judge`), reports (`report`) and paired
+bootstrap comparisons (`compare`). `run` drives generation through the LM client and its cache."""
