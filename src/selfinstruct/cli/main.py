@@ -203,6 +203,7 @@ def _register_optional() -> None:
         ("report", "report", "report"),
         ("review", "review", "review"),
         ("eval", "eval_app", "eval"),
+        ("seeds", "seeds", "seeds"),
     ):
         try:
             module = importlib.import_module(f"selfinstruct.cli.{module_name}")
@@ -236,10 +237,10 @@ def run() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted; rerun the same command to resume.")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Usage errors (unknown option, bad value) from typer's click layer: its own message, exit 2.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         raise

@@ -48,6 +48,16 @@ def _flag_type(annotation: Any) -> Any:
     return annotation
 
 
+def _help(description: str | None, annotation: Any, default: Any) -> str:
+    """Help text with the choices (for Literal settings) and the default; brackets escaped for rich."""
+    text = description or ""
+    literal = [a for a in (annotation, *get_args(annotation)) if get_origin(a) is Literal]
+    if literal:
+        text += f" One of: {', '.join(map(str, get_args(literal[0])))}."
+    shown = default if not isinstance(default, list) else " ".join(repr(v) for v in default) or "none"
+    return f"{text} \\[default: {shown}]".strip()
+
+
 def setting_flags() -> list[tuple[str, str, Any, str, str]]:
     """(dotted key, flag name, type, help, panel) for every leaf setting."""
     flags: list[tuple[str, str, Any, str, str]] = []
@@ -58,11 +68,11 @@ def setting_flags() -> list[tuple[str, str, Any, str, str]]:
                 dotted = f"{name}.{sub}"
                 flag = _RENAME.get(dotted, _PREFIX[name] + sub.replace("_", "-"))
                 default = subfield.get_default(call_default_factory=True)
-                help_text = f"{subfield.description or ''} [default: {default!r}]"
+                help_text = _help(subfield.description, subfield.annotation, default)
                 flags.append((dotted, flag, _flag_type(subfield.annotation), help_text, _PANEL[name]))
         else:
             default = field.get_default(call_default_factory=True)
-            help_text = f"{field.description or ''} [default: {default!r}]"
+            help_text = _help(field.description, annotation, default)
             flags.append((name, name.replace("_", "-"), _flag_type(annotation), help_text, "Run"))
     return flags
 
@@ -71,7 +81,7 @@ def with_setting_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add one keyword parameter per setting to `func`'s signature; the wrapped function receives them
     collected as `overrides={dotted key: value}` (only those given)."""
     flags = setting_flags()
-    params = [p for p in inspect.signature(func).parameters.values() if p.name != "overrides"]
+    params = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "overrides"]
     names = {f"opt_{dotted.replace('.', '__')}": dotted for dotted, *_ in flags}
     for (dotted, flag, typ, help_text, panel), pname in zip(flags, names, strict=True):
         decl = f"--{flag}/--no-{flag}" if typ is bool else f"--{flag}"

@@ -15,7 +15,11 @@ class LMSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: BackendName = "embedded"
+    backend: BackendName = Field(
+        default="embedded",
+        description="embedded (offline Gemma 3 270M via llama.cpp), openai (any OpenAI-compatible server), "
+        "transformers (a local Hugging Face model).",
+    )
     model: str | None = Field(
         default=None,
         description="Model name (openai), path or Hugging Face id (transformers), or a GGUF path (embedded).",
@@ -24,16 +28,26 @@ class LMSettings(BaseModel):
         default_factory=lambda: ["http://127.0.0.1:8000/v1"],
         description="OpenAI-compatible endpoint(s); several spread the load.",
     )
-    api: Literal["completion", "chat"] = "completion"
-    api_key_env: str = "OPENAI_API_KEY"
+    api: Literal["completion", "chat"] = Field(
+        default="completion",
+        description="openai backend: completion for base models (raw prompts), chat for instruction models.",
+    )
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        description="Environment variable holding the API key (local servers need none).",
+    )
     concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
     timeout: float = Field(default=120.0, gt=0, description="Per-request timeout, seconds.")
-    max_retries: int = Field(default=6, ge=0)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(
+        default=6, ge=0, description="Retries on 429/5xx/timeouts (exponential backoff)."
+    )
+    requests_per_minute: float | None = Field(default=None, gt=0, description="Optional request rate limit.")
+    tokens_per_minute: float | None = Field(default=None, gt=0, description="Optional token rate limit.")
     threads: int = Field(default=1, ge=1, description="CPU threads of the embedded model.")
     context_length: int = Field(default=2048, ge=256, description="Context window of the embedded model.")
     device: str | None = Field(default=None, description="transformers device: cpu, cuda, cuda:1 ...")
     batch_size: int = Field(default=16, ge=1, description="transformers: prompts decoded together.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="transformers: weight dtype."
+    )
     endpoint_backoff: float = Field(default=30.0, ge=0, description="Seconds a failing endpoint rests.")
