@@ -1,0 +1,134 @@
+"""The `embedded` backend: a GGUF model run in-process by llama-cpp-python (the default: Gemma 3 270M).
+
+- Calls run one at a time in a worker thread (the high-level API decodes one prompt at a time), so the
+  event loop stays free for the rest of the pipeline. llama-cpp-python reuses the KV cache of the longest
+  common prefix with the previous prompt, which the pipeline's similar prompts benefit from.
+- OpenAI semantics are mapped explicitly: llama.cpp's own top_k=40, min_p=0.05 and repeat_penalty
+  defaults are switched off so only temperature, top_p and the presence/frequency penalties act.
+  Temperature 0 is greedy decoding in llama.cpp.
+- A prompt that does not fit the context keeps its end (what the model continues from): the left side is
+  cut so that the prompt leaves `min(max_tokens, n_ctx / 2)` tokens for the reply, keeping the BOS token.
+  `max_tokens` is then clamped to the room left. The pipeline's prompts are far shorter than 2,048 tokens,
+  so this is a guard rather than a mode.
+- `api="chat"` is ignored: the default model is a base model without a chat template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from selfinstruct.errors import UserError
+from selfinstruct.lm.base import Completion, Decoding, LMError
+from selfinstruct.lm.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path
+from selfinstruct.lm.settings import LMSettings
+
+
+def _import_llama() -> Any:
+    # llama.cpp's OpenMP threads spin while waiting; on a busy 2-core machine that collapsed decoding to
+    # ~1 token/s with 2 threads. Passive waiting must be set before the library loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise UserError(
+            "the embedded backend needs llama-cpp-python: pip install 'llama-cpp-python>=0.3.8,<0.4' "
+            "(it builds from source, about 8 minutes on 2 cores), or pip install 'selfinstruct[embedded]'"
+        ) from exc
+    return llama_cpp
+
+
+def fit_prompt(tokens: list[int], max_tokens: int, n_ctx: int, bos: int | None) -> tuple[list[int], int]:
+    """Cut the prompt's left side if it leaves too little room; returns (tokens, max_tokens that fit)."""
+    reserve = min(max_tokens, n_ctx // 2)
+    limit = n_ctx - reserve
+    if len(tokens) > limit:
+        keep_bos = bos is not None and tokens and tokens[0] == bos
+        head = tokens[:1] if keep_bos else []
+        tokens = head + tokens[len(tokens) - (limit - len(head)) :]
+    return tokens, max(1, min(max_tokens, n_ctx - len(tokens)))
+
+
+class LlamaCppLM:
+    """Implements `LM` with llama_cpp.Llama; the model loads on the first request."""
+
+    local = True  # in-process: the client does not apply its network timeout
+
+    def __init__(self, settings: LMSettings) -> None:
+        self.settings = settings
+        self._path: Path | None = Path(settings.model).expanduser() if settings.model else None
+        self._llm: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def identity(self) -> str:
+        name = self._path.name if self._path is not None else EMBEDDED_MODEL_ID
+        return f"embedded:{name}:completion"
+
+    def load(self) -> Any:
+        """Load the model (blocking) unless already loaded."""
+        if self._llm is not None:
+            return self._llm
+        llama_cpp = _import_llama()
+        path = self._path if self._path is not None else embedded_gguf_path()
+        if not path.is_file():
+            raise UserError(f"{path}: GGUF model file not found")
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.settings.context_length,
+                n_threads=self.settings.threads,
+                n_threads_batch=self.settings.threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise LMError(f"llama.cpp could not load {path}: {exc}") from exc
+        return self._llm
+
+    def complete_sync(self, prompt: str, decoding: Decoding) -> Completion:
+        """One blocking completion (the async method runs this in a worker thread)."""
+        llm = self.load()
+        tokens = (
+            llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True) if prompt else [llm.token_bos()]
+        )
+        tokens, max_tokens = fit_prompt(list(tokens), decoding.max_tokens, llm.n_ctx(), llm.token_bos())
+        try:
+            result = llm.create_completion(
+                tokens,
+                max_tokens=max_tokens,
+                temperature=decoding.temperature,
+                top_p=decoding.top_p,
+                top_k=0,
+                min_p=0.0,
+                typical_p=1.0,
+                repeat_penalty=1.0,
+                presence_penalty=decoding.presence_penalty,
+                frequency_penalty=decoding.frequency_penalty,
+                stop=list(decoding.stop),
+                seed=decoding.seed,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise LMError(f"llama.cpp failed: {exc}") from exc
+        choice = result["choices"][0]
+        usage = result.get("usage") or {}
+        return Completion(
+            text=choice.get("text") or "",
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens", len(tokens))),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            endpoint="embedded",
+        )
+
+    async def complete(self, prompt: str, decoding: Decoding) -> Completion:
+        async with self._lock:
+            return await asyncio.to_thread(self.complete_sync, prompt, decoding)
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            llm, self._llm = self._llm, None
+        if llm is not None:
+            close = getattr(llm, "close", None)
+            if callable(close):
+                close()
