@@ -76,7 +76,7 @@ def finetune(
             "--base",
             "-b",
             help="Base model: a Hugging Face directory or id, a .gguf file, or [bold]embedded[/] "
-            "(the embedded Gemma 3 270M, dequantized from its GGUF). [default: embedded]",
+            "(the embedded Gemma 3 270M, dequantized from its GGUF). \\[default: embedded]",
         ),
     ] = None,
     out: Annotated[
@@ -103,7 +103,7 @@ def finetune(
     epochs: Annotated[
         float | None,
         typer.Option(
-            "--epochs", help="Passes over the data. [default: 2, as the paper]", rich_help_panel=TRAIN
+            "--epochs", help="Passes over the data. \\[default: 2, as the paper]", rich_help_panel=TRAIN
         ),
     ] = None,
     max_steps: Annotated[
@@ -119,25 +119,27 @@ def finetune(
         typer.Option(
             "--learning-rate",
             "--lr",
-            help="Peak learning rate. [default: 2e-4 LoRA, 2e-5 full]",
+            help="Peak learning rate. \\[default: 2e-4 LoRA, 2e-5 full]",
             rich_help_panel=TRAIN,
         ),
     ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
-            "--batch-size", help="Examples per device per step. [default: 4]", rich_help_panel=TRAIN
+            "--batch-size", help="Examples per device per step. \\[default: 4]", rich_help_panel=TRAIN
         ),
     ] = None,
     grad_accum: Annotated[
         int | None,
-        typer.Option("--grad-accum", help="Gradient accumulation steps. [default: 1]", rich_help_panel=TRAIN),
+        typer.Option(
+            "--grad-accum", help="Gradient accumulation steps. \\[default: 1]", rich_help_panel=TRAIN
+        ),
     ] = None,
     max_seq_length: Annotated[
         int | None,
         typer.Option(
             "--max-seq-length",
-            help="Token limit per example or packed row. [default: 512]",
+            help="Token limit per example or packed row. \\[default: 512]",
             rich_help_panel=TRAIN,
         ),
     ] = None,
@@ -145,7 +147,7 @@ def finetune(
         bool | None,
         typer.Option(
             "--packing/--no-packing",
-            help="Pack several examples per row (no padding). [default: off]",
+            help="Pack several examples per row (no padding). \\[default: off]",
             rich_help_panel=TRAIN,
         ),
     ] = None,
@@ -153,21 +155,21 @@ def finetune(
         bool | None,
         typer.Option(
             "--gradient-checkpointing/--no-gradient-checkpointing",
-            help="Recompute activations to save memory (slower). [default: off]",
+            help="Recompute activations to save memory (slower). \\[default: off]",
             rich_help_panel=TRAIN,
         ),
     ] = None,
     seed: Annotated[
         int | None,
         typer.Option(
-            "--seed", help="Seed for data order, templates and init. [default: 0]", rich_help_panel=TRAIN
+            "--seed", help="Seed for data order, templates and init. \\[default: 0]", rich_help_panel=TRAIN
         ),
     ] = None,
     precision: Annotated[
         str | None,
         typer.Option(
             "--precision",
-            help="auto, fp32, bf16 or fp16. [default: auto: bf16 on a capable GPU]",
+            help="auto, fp32, bf16 or fp16. \\[default: auto: bf16 on a capable GPU]",
             rich_help_panel=TRAIN,
         ),
     ] = None,
@@ -181,25 +183,25 @@ def finetune(
     ] = None,
     save_steps: Annotated[
         int | None,
-        typer.Option("--save-steps", help="Checkpoint every N steps. [default: 50]", rich_help_panel=TRAIN),
+        typer.Option("--save-steps", help="Checkpoint every N steps. \\[default: 50]", rich_help_panel=TRAIN),
     ] = None,
     lora_r: Annotated[
-        int | None, typer.Option("--lora-r", help="LoRA rank. [default: 8]", rich_help_panel=LORA)
+        int | None, typer.Option("--lora-r", help="LoRA rank. \\[default: 8]", rich_help_panel=LORA)
     ] = None,
     lora_alpha: Annotated[
         int | None,
-        typer.Option("--lora-alpha", help="LoRA scaling alpha. [default: 16]", rich_help_panel=LORA),
+        typer.Option("--lora-alpha", help="LoRA scaling alpha. \\[default: 16]", rich_help_panel=LORA),
     ] = None,
     lora_dropout: Annotated[
         float | None,
-        typer.Option("--lora-dropout", help="LoRA dropout. [default: 0.05]", rich_help_panel=LORA),
+        typer.Option("--lora-dropout", help="LoRA dropout. \\[default: 0.05]", rich_help_panel=LORA),
     ] = None,
     lora_target: Annotated[
         list[str] | None,
         typer.Option(
             "--lora-target",
             help="Module to adapt (repeatable); [bold]all-linear[/] adapts every linear layer. "
-            "[default: q_proj k_proj v_proj o_proj]",
+            "\\[default: q_proj k_proj v_proj o_proj]",
             rich_help_panel=LORA,
         ),
     ] = None,
@@ -207,7 +209,7 @@ def finetune(
         bool | None,
         typer.Option(
             "--merge/--no-merge",
-            help="LoRA: also save merged full weights at OUT. [default: on]",
+            help="LoRA: also save merged full weights at OUT. \\[default: on]",
             rich_help_panel=LORA,
         ),
     ] = None,
@@ -216,7 +218,7 @@ def finetune(
         typer.Option(
             "--with-seeds/--no-seeds",
             help="Add the seed tasks' instances, as the paper did (skipped if the file already has them). "
-            "[default: on]",
+            "\\[default: on]",
             rich_help_panel=DATA,
         ),
     ] = None,
@@ -224,7 +226,7 @@ def finetune(
         Path | None,
         typer.Option(
             "--seeds",
-            help="Seed file or built-in set name. [default: the run's seeds, else the project's set]",
+            help="Seed file or built-in set name. \\[default: the run's seeds, else the project's set]",
             rich_help_panel=DATA,
         ),
     ] = None,

@@ -54,6 +54,7 @@ class FinetuneSummary:
     model_dir: str
     adapter_dir: str | None
     loss_history: list[tuple[int, float]] = field(default_factory=list)
+    world_size: int = 1  # processes that trained together (torchrun / accelerate launch)
     is_main_process: bool = True
 
 
@@ -221,6 +222,7 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> Finetun
         model_dir=str(out),
         adapter_dir=adapter,
         loss_history=history,
+        world_size=trainer.args.world_size,
         is_main_process=trainer.is_world_process_zero(),
     )
     if summary.is_main_process:
