@@ -224,10 +224,10 @@ def run() -> None:
     try:
         app(standalone_mode=False)
     except UserError as err:
-        console.print(f"error: {err}", markup=False, highlight=False)
+        sys.stderr.write(f"error: {err}\n")  # one line, never wrapped
         sys.exit(err.exit_code)
     except LMError as err:
-        console.print(f"error: LM request failed: {err}. Rerun the same command to resume.", markup=False)
+        sys.stderr.write(f"error: LM request failed: {err}. Rerun the same command to resume.\n")
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
