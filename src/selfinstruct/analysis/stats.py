@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from selfinstruct.analysis.sources import GeneratedTask
+from selfinstruct.novelty import NoveltyIndex
 
 # The order the pipeline applies its filters in, so the funnel reads top to bottom; unknown verdicts follow.
 CANDIDATE_FILTER_ORDER = (
@@ -126,16 +127,8 @@ def funnel(verdicts: dict[str, int], order: Sequence[str]) -> list[FunnelStep]:
 
 
 def nearest_seed_scores(instructions: Sequence[str], seeds: Sequence[str]) -> list[float]:
-    """Each instruction's highest ROUGE-L F with any seed instruction (the paper's Figure 3 data)."""
-    try:
-        from selfinstruct.novelty import NoveltyIndex
-    except ImportError:  # TEMPORARY until the novelty module lands
-        from rouge_score import rouge_scorer
-
-        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-        return [
-            max((scorer.score(s, t)["rougeL"].fmeasure for s in seeds), default=0.0) for t in instructions
-        ]
+    """Each instruction's highest ROUGE-L F with any seed instruction (the paper's Figure 3 data).
+    top_k=1 makes the index report the true maximum, not just the first score above the threshold."""
     index = NoveltyIndex(threshold=0.7, top_k=1)
     for seed in seeds:
         index.add(seed)
