@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from selfinstruct.analysis.report import ReportOptions, write_report
-from selfinstruct.analysis.sources import load
-
 
 def report(
     sources: Annotated[
@@ -55,6 +52,10 @@ def report(
 ) -> None:
     """Write the data analysis report: Table 1 statistics, filter funnel, verb–noun sunburst,
     ROUGE-L-to-seed and length histograms, sample rows."""
+    # Imported here: matplotlib and spaCy are slow to import and every CLI start would pay for them.
+    from selfinstruct.analysis.report import ReportOptions, write_report
+    from selfinstruct.analysis.sources import load
+
     console = Console(stderr=True)
     data = load(sources, seeds=seeds)
     with console.status("Analysing…"):

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from selfinstruct.errors import UserError
-from selfinstruct.web.security import LOOPBACK_NAMES, is_loopback
 
 
 def review(
@@ -42,6 +41,7 @@ def review(
     import uvicorn
 
     from selfinstruct.web.app import ReviewConfig, create_app
+    from selfinstruct.web.security import LOOPBACK_NAMES, is_loopback
 
     console = Console(stderr=True)
     local = is_loopback(host)
