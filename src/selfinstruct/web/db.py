@@ -120,7 +120,8 @@ def browse(conn: sqlite3.Connection, query: BrowseQuery, page_size: int = PAGE_S
     pages = max(1, -(-total // page_size))
     page = min(max(1, query.page), pages)
     rows = conn.execute(
-        "SELECT c.id AS cid, c.request_id, c.instruction, c.verdict, c.detail, c.max_similarity,"
+        "SELECT c.id AS cid, c.request_id, c.instruction, c.verdict, c.detail,"
+        " COALESCE(c.max_similarity, i.max_similarity) AS max_similarity,"
         " i.id AS iid, i.is_classification,"
         " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id AND x.verdict = 'kept') AS n_kept,"
         " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id) AS n_parsed"
