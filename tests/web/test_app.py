@@ -299,3 +299,50 @@ def test_unknown_run_is_a_user_error(tmp_path: Path) -> None:
 
     with pytest.raises(UserError):
         create_app(ReviewConfig(tmp_path / "nothing"))
+
+
+def test_reads_the_evaluation_engines_report(run_dir: Path, tmp_path: Path) -> None:
+    """The file `selfinstruct eval ... --out` writes, built with the evaluation package's own models."""
+    from selfinstruct.evaluate.report import (
+        EvalReport,
+        ItemRecord,
+        JudgeRecord,
+        ModelInfo,
+        aggregate,
+        write_report,
+    )
+
+    items = [
+        ItemRecord(
+            id=f"task1-{i}",
+            task="task1",
+            category="Title Generation",
+            instruction="Write a title.",
+            input=f"Text {i} <script>window.__xss=9</script>",
+            prompt="p",
+            prediction=f"Title {i}",
+            raw_output=f"Title {i}",
+            finish_reason="stop",
+            references=["A title"],
+            scores={"rougeL": 50.0, "exact_match": 0.0},
+            judge=JudgeRecord(rating="B", reason="ok", raw="B") if i == 0 else None,
+        )
+        for i in range(3)
+    ]
+    overall, per_category, per_task = aggregate(items)
+    report = EvalReport(
+        kind="tasks",
+        created="2026-01-01T00:00:00Z",
+        model=ModelInfo(backend="openai", model="m1", api="completion"),
+        overall=overall,
+        per_category=per_category,
+        per_task=per_task,
+        items=items,
+    )
+    path = tmp_path / "eval_out.json"
+    write_report(report, path)
+    c = client(run_dir, eval_file=path, sample=2)
+    login(c, "Ann")
+    page = c.get("/rate-responses").text
+    assert "of 2 responses" in page and "m1" in page and "Write a title." in page
+    assert "&lt;script&gt;window.__xss=9" in page and "rougeL 50.000" in page
