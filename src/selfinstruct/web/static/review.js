@@ -48,7 +48,7 @@
         event.preventDefault();
         current = Math.max(0, current - 1);
         highlight();
-      } else if (key === "enter") {
+      } else if (key === "enter" && !/^(A|BUTTON)$/.test(event.target.tagName)) {
         event.preventDefault();
         if (form.reportValidity()) { form.submit(); }
       } else if (event.key === "ArrowLeft") {
