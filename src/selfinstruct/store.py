@@ -270,6 +270,34 @@ class RunStore:
                     new_ids.append(int(cur2.lastrowid or 0))
         return new_ids
 
+    def import_instructions(self, items: list[tuple[str, bool | None]], source: str) -> int:
+        """Put instructions from an earlier stage's file into the pool as kept (stage 1 done elsewhere).
+        Returns how many were new; running it twice imports nothing twice."""
+        known = {r[0] for r in self.conn.execute("SELECT instruction FROM instructions")}
+        fresh = [(text, clf) for text, clf in dict(items).items() if text not in known]
+        if not fresh:
+            return 0
+        request_id = self.next_gen_request_id()
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO gen_requests(id, prompt_instructions, prompt, status, finish_reason, reply,"
+                " created_at, done_at) VALUES(?, '[]', '', 'done', 'imported', ?, ?, ?)",
+                (request_id, f"imported from {source}", now, now),
+            )
+            for position, (text, clf) in enumerate(fresh):
+                cur = conn.execute(
+                    "INSERT INTO candidates(request_id, position, raw, instruction, verdict, detail)"
+                    " VALUES(?, ?, ?, ?, 'kept', 'imported')",
+                    (request_id, position, text, text),
+                )
+                conn.execute(
+                    "INSERT INTO instructions(candidate_id, instruction, most_similar, max_similarity,"
+                    " is_classification, created_at) VALUES(?, ?, '[]', 0.0, ?, ?)",
+                    (cur.lastrowid, text, None if clf is None else int(clf), now),
+                )
+        return len(fresh)
+
     def kept_instructions(self, *, where: str = "", params: tuple[object, ...] = ()) -> list[KeptInstruction]:
         sql = "SELECT * FROM instructions" + (f" WHERE {where}" if where else "") + " ORDER BY id"
         return [self._kept(r) for r in self.conn.execute(sql, params).fetchall()]

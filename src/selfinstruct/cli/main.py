@@ -28,15 +28,25 @@ RunDirOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory (
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML file of settings (same keys as the flags).")
 ]
+InputOption = Annotated[
+    Path | None,
+    typer.Option("--input", "-i", help="Instructions from an earlier stage's JSONL file (field 'instruction'; "
+                 "'is_classification' used if present), imported into RUN_DIR (created if needed)."),
+]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show the live progress bar.")]
 
 
 def _run_stages(run_dir: Path, config: Path | None, overrides: dict[str, Any], stages: tuple[str, ...],
-                progress: bool, *, create: bool, export: bool = False) -> None:
+                progress: bool, *, create: bool, export: bool = False, input_file: Path | None = None) -> None:
     from selfinstruct.export import export_run
+    from selfinstruct.pipeline.importing import read_instruction_file
     from selfinstruct.pipeline.session import execute, open_run
 
-    run = open_run(run_dir, config, overrides, create=create)
+    items = read_instruction_file(input_file) if input_file is not None else None
+    run = open_run(run_dir, config, overrides, create=create or items is not None)
+    if items is not None:
+        added = run.store.import_instructions(items, str(input_file))
+        console.print(f"Imported {added} new instructions from {input_file}")
     if run.resumed:
         console.print(f"Resuming {run_dir} (done work is kept; answered requests come from the cache).")
     try:
@@ -116,12 +126,13 @@ def instructions(
 def classify(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding stage-1 results.")],
     config: ConfigOption = None,
+    input_file: InputOption = None,
     progress: ProgressOption = True,
     *,
     overrides: dict[str, Any],
 ) -> None:
     """Stage 2 only: decide which kept instructions are classification tasks."""
-    _run_stages(run_dir, config, overrides, ("classify",), progress, create=False)
+    _run_stages(run_dir, config, overrides, ("classify",), progress, create=False, input_file=input_file)
 
 
 @app.command()
@@ -129,12 +140,13 @@ def classify(
 def instances(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding stage-1/2 results.")],
     config: ConfigOption = None,
+    input_file: InputOption = None,
     progress: ProgressOption = True,
     *,
     overrides: dict[str, Any],
 ) -> None:
     """Stage 3 only: generate and filter instances (classifies first where stage 2 has not run)."""
-    _run_stages(run_dir, config, overrides, ("classify", "instances"), progress, create=False)
+    _run_stages(run_dir, config, overrides, ("classify", "instances"), progress, create=False, input_file=input_file)
 
 
 @app.command()
