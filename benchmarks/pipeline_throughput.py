@@ -20,7 +20,10 @@ from selfinstruct.testing.responder import self_instruct_responder
 
 
 def one_run(concurrency: int, latency: float, gen_requests: int) -> tuple[float, int]:
-    with FakeOpenAIServer(self_instruct_responder, latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
+    with (
+        FakeOpenAIServer(self_instruct_responder, latency=latency) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         overrides = {
             "lm.backend": "openai",
             "lm.model": "fake-model",
@@ -58,7 +61,9 @@ def main() -> None:
             wall, served = one_run(c, args.latency, gen_requests)
             rates.append(served / wall)
         median = statistics.median(rates)
-        print(f"| {c} | {bound:.1f} | {median:.1f} | {100 * median / bound:.1f}% | {served} | {args.repeats} |")
+        print(
+            f"| {c} | {bound:.1f} | {median:.1f} | {100 * median / bound:.1f}% | {served} | {args.repeats} |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_instruction_filters_in_order() -> None:
     assert _verdict("Go to the store and buy milk.") == "blacklist"
     assert _verdict("Explain the mapping between keys and values.") == "kept"  # whole words only
     assert _verdict("Write a program that reverses a string.") == "bad_prefix"
-    assert _verdict("\"Quote\" the following sentence exactly please.") == "punctuation_start"
+    assert _verdict('"Quote" the following sentence exactly please.') == "punctuation_start"
     assert _verdict("Ünicode starting instruction is here.") == "non_ascii_start"
 
 
@@ -44,10 +44,26 @@ def _instances(*pairs: tuple[str, str], truncated_last: bool = False) -> list[Pa
 
 
 def test_instance_filters() -> None:
-    verdicts = filter_instances(_instances(("a", "b"), ("c", ""), ("d", "d"), ("e:", "f"), ("g", "h:"), ("a", "b"),
-                                           ("x", "y"), truncated_last=True))
+    verdicts = filter_instances(
+        _instances(
+            ("a", "b"),
+            ("c", ""),
+            ("d", "d"),
+            ("e:", "f"),
+            ("g", "h:"),
+            ("a", "b"),
+            ("x", "y"),
+            truncated_last=True,
+        )
+    )
     assert [v.verdict for v in verdicts] == [
-        "kept", "empty_output", "input_equals_output", "ends_with_colon", "ends_with_colon", "duplicate", "truncated",
+        "kept",
+        "empty_output",
+        "input_equals_output",
+        "ends_with_colon",
+        "ends_with_colon",
+        "duplicate",
+        "truncated",
     ]
 
 

@@ -6,7 +6,10 @@ from selfinstruct.parse import parse_input_first, parse_output_first, parse_yes_
 
 
 def test_split_instructions_on_list_numbers() -> None:
-    reply = " Give three tips for staying focused while studying.\n10. Translate the sentence into French.\n11 . Name a mammal that lays eggs.\n12."
+    reply = (
+        " Give three tips for staying focused while studying.\n10. Translate the sentence into French."
+        "\n11 . Name a mammal that lays eggs.\n12."
+    )
     assert split_instructions(reply, 9) == [
         "Give three tips for staying focused while studying.",
         "Translate the sentence into French.",
@@ -16,7 +19,10 @@ def test_split_instructions_on_list_numbers() -> None:
 
 def test_split_instructions_keeps_multiline_items_and_empty_reply() -> None:
     reply = " Rewrite the text below.\nMake it formal.\n10) Count the vowels in a word."
-    assert split_instructions(reply, 9) == ["Rewrite the text below.\nMake it formal.", "Count the vowels in a word."]
+    assert split_instructions(reply, 9) == [
+        "Rewrite the text below.\nMake it formal.",
+        "Count the vowels in a word.",
+    ]
     assert split_instructions("", 9) == []
     assert split_instructions("   \n", 9) == []
 
@@ -43,10 +49,18 @@ def test_parse_input_first_without_output_marker_gives_empty_output() -> None:
 def test_parse_output_first_labels_then_inputs() -> None:
     reply = "Class label: Positive\nInput: I loved it.\nClass label: Negative\nSentence: Waste of money."
     parsed = parse_output_first(reply, truncated=False)
-    assert [(p.output, p.input) for p in parsed] == [("Positive", "I loved it."), ("Negative", "Sentence: Waste of money.")]
+    assert [(p.output, p.input) for p in parsed] == [
+        ("Positive", "I loved it."),
+        ("Negative", "Sentence: Waste of money."),
+    ]
     assert parse_output_first("no labels here", truncated=False) == []
 
 
 def test_yes_no_follows_the_paper() -> None:
     assert parse_yes_no(" Yes") and parse_yes_no("yes.") and parse_yes_no("YES\nTask")
-    assert not parse_yes_no(" No") and not parse_yes_no("") and not parse_yes_no("Yeah") and not parse_yes_no("y")
+    assert (
+        not parse_yes_no(" No")
+        and not parse_yes_no("")
+        and not parse_yes_no("Yeah")
+        and not parse_yes_no("y")
+    )

@@ -33,7 +33,12 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, object]]) -> int:
 def instance_rows(tasks: Iterable[Task]) -> list[dict[str, object]]:
     """One row per instance: the paper's all_generated_instances.jsonl."""
     return [
-        {"instruction": t.instruction, "input": i.input, "output": i.output, "is_classification": t.is_classification}
+        {
+            "instruction": t.instruction,
+            "input": i.input,
+            "output": i.output,
+            "is_classification": t.is_classification,
+        }
         for t in tasks
         for i in t.instances
     ]
@@ -45,7 +50,9 @@ def chat_rows(tasks: Iterable[Task]) -> list[dict[str, object]]:
     for t in tasks:
         for i in t.instances:
             user = t.instruction if not i.input.strip() else f"{t.instruction}\n\n{i.input}"
-            rows.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": i.output}]})
+            rows.append(
+                {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": i.output}]}
+            )
     return rows
 
 
@@ -118,7 +125,8 @@ def export_run(
 
 def _paper_files(store: RunStore, out: Path) -> dict[str, tuple[Path, int]]:
     rows = store.conn.execute(
-        "SELECT i.*, c.request_id FROM instructions i JOIN candidates c ON c.id = i.candidate_id ORDER BY i.id"
+        "SELECT i.*, c.request_id FROM instructions i"
+        " JOIN candidates c ON c.id = i.candidate_id ORDER BY i.id"
     ).fetchall()
     written: dict[str, tuple[Path, int]] = {}
     path = out / "machine_generated_instructions.jsonl"
@@ -156,7 +164,9 @@ def _paper_files(store: RunStore, out: Path) -> dict[str, tuple[Path, int]]:
     by_instruction: dict[int, list[dict[str, str]]] = {}
     for r in instances:
         if r["verdict"] == "kept":
-            by_instruction.setdefault(r["instruction_id"], []).append({"input": r["input"], "output": r["output"]})
+            by_instruction.setdefault(r["instruction_id"], []).append(
+                {"input": r["input"], "output": r["output"]}
+            )
     path = out / "machine_generated_instances.jsonl"
     written["machine_generated_instances"] = (
         path,
@@ -165,7 +175,9 @@ def _paper_files(store: RunStore, out: Path) -> dict[str, tuple[Path, int]]:
             (
                 {
                     "instruction": r["instruction"],
-                    "is_classification": None if r["is_classification"] is None else bool(r["is_classification"]),
+                    "is_classification": None
+                    if r["is_classification"] is None
+                    else bool(r["is_classification"]),
                     "raw_instances": r["instances_reply"],
                     "finish_reason": r["instances_finish"],
                     "instances": by_instruction.get(r["id"], []),

@@ -223,7 +223,8 @@ class RunStore:
     def pending_gen_requests(self) -> list[GenRequestRow]:
         rows = self.conn.execute("SELECT * FROM gen_requests WHERE status = 'pending' ORDER BY id").fetchall()
         return [
-            GenRequestRow(r["id"], json.loads(r["prompt_instructions"]), r["prompt"], r["status"]) for r in rows
+            GenRequestRow(r["id"], json.loads(r["prompt_instructions"]), r["prompt"], r["status"])
+            for r in rows
         ]
 
     def next_gen_request_id(self) -> int:

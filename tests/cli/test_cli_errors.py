@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import yaml
-
 from tests.conftest import PAPER_SEEDS, SELFINSTRUCT
 
 
@@ -72,6 +71,19 @@ def test_missing_run_directory_is_a_clear_error(tmp_path: Path) -> None:
 def test_help_lists_every_command() -> None:
     result = _run("--help")
     assert result.returncode == 0
-    for command in ("generate", "instructions", "classify", "instances", "prepare", "export", "config",
-                    "dedup", "eval", "finetune", "report", "review", "seeds"):
+    for command in (
+        "generate",
+        "instructions",
+        "classify",
+        "instances",
+        "prepare",
+        "export",
+        "config",
+        "dedup",
+        "eval",
+        "finetune",
+        "report",
+        "review",
+        "seeds",
+    ):
         assert command in result.stdout, command

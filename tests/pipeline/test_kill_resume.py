@@ -9,15 +9,31 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.conftest import SELFINSTRUCT
+
 from selfinstruct.testing.fake_server import FakeOpenAIServer
 from selfinstruct.testing.responder import self_instruct_responder
-from tests.conftest import SELFINSTRUCT
 
 
 def _command(run_dir: Path, base_url: str) -> list[str]:
-    return [*SELFINSTRUCT, "generate", "--out", str(run_dir), "--backend", "openai", "--base-url", base_url,
-            "--model", "fake-model", "--num-instructions", "40", "--concurrency", "4", "--no-progress",
-            "--no-export"]
+    return [
+        *SELFINSTRUCT,
+        "generate",
+        "--out",
+        str(run_dir),
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url,
+        "--model",
+        "fake-model",
+        "--num-instructions",
+        "40",
+        "--concurrency",
+        "4",
+        "--no-progress",
+        "--no-export",
+    ]
 
 
 def _count(db: Path, sql: str) -> int:
@@ -35,8 +51,9 @@ def test_sigkill_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
     db = run_dir / "run.sqlite"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with FakeOpenAIServer(self_instruct_responder, latency=0.05) as server:
-        proc = subprocess.Popen(_command(run_dir, server.base_url), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _command(run_dir, server.base_url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             if db.exists() and _count(db, "SELECT COUNT(*) FROM instances") >= 5:
@@ -63,15 +80,34 @@ def test_sigkill_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
 
     conn = sqlite3.connect(db)
     # Nothing doubled: one row per (request, position), one instruction per candidate, no repeated text.
-    assert conn.execute("SELECT COUNT(*) FROM (SELECT instruction FROM instructions GROUP BY instruction"
-                        " HAVING COUNT(*) > 1)").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT COUNT(*) FROM (SELECT instruction FROM instructions GROUP BY instruction"
+            " HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
+        == 0
+    )
     assert conn.execute("SELECT COUNT(*) FROM gen_requests WHERE status='done'").fetchone()[0] >= killed_done
     assert conn.execute("SELECT COUNT(*) FROM instructions").fetchone()[0] >= 40
     # Every kept instruction finished stages 2 and 3 exactly once.
-    assert conn.execute("SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL"
-                        " OR instances_status != 'done'").fetchone()[0] == 0
-    assert conn.execute("SELECT COUNT(*) FROM (SELECT instruction_id, position FROM instances"
-                        " GROUP BY instruction_id, position HAVING COUNT(*) > 1)").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL OR instances_status != 'done'"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        conn.execute(
+            "SELECT COUNT(*) FROM (SELECT instruction_id, position FROM instances"
+            " GROUP BY instruction_id, position HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
+        == 0
+    )
     # Every done request's candidates were recorded (parsing and recording commit together).
-    assert conn.execute("SELECT COUNT(*) FROM gen_requests g WHERE status='done' AND reply != '' AND NOT EXISTS"
-                        " (SELECT 1 FROM candidates c WHERE c.request_id = g.id)").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT COUNT(*) FROM gen_requests g WHERE status='done' AND reply != '' AND NOT EXISTS"
+            " (SELECT 1 FROM candidates c WHERE c.request_id = g.id)"
+        ).fetchone()[0]
+        == 0
+    )

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 from rouge_score import rouge_scorer
+from tests.conftest import openai_overrides
 
 from selfinstruct.export import export_run
 from selfinstruct.pipeline.session import execute, open_run
 from selfinstruct.store import RunStore
 from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan
 from selfinstruct.testing.responder import self_instruct_responder
-from tests.conftest import openai_overrides
 
 
 def _run(run_dir: Path, base_url: str, **extra: object):
@@ -27,19 +27,32 @@ def _dataset(run_dir: Path) -> dict[str, object]:
     """Everything a run decided, in order, without ids or timestamps."""
     store = RunStore.open(run_dir)
     try:
-        candidates = [tuple(r) for r in store.conn.execute(
-            "SELECT request_id, position, instruction, verdict FROM candidates ORDER BY request_id, position")]
-        kept = [(r["instruction"], r["is_classification"], r["most_similar"], r["avg_similarity"])
-                for r in store.conn.execute("SELECT * FROM instructions ORDER BY id")]
-        instances = [tuple(r) for r in store.conn.execute(
-            "SELECT i.instruction, n.position, n.input, n.output, n.verdict FROM instances n"
-            " JOIN instructions i ON i.id = n.instruction_id ORDER BY i.id, n.position")]
+        candidates = [
+            tuple(r)
+            for r in store.conn.execute(
+                "SELECT request_id, position, instruction, verdict FROM candidates"
+                " ORDER BY request_id, position"
+            )
+        ]
+        kept = [
+            (r["instruction"], r["is_classification"], r["most_similar"], r["avg_similarity"])
+            for r in store.conn.execute("SELECT * FROM instructions ORDER BY id")
+        ]
+        instances = [
+            tuple(r)
+            for r in store.conn.execute(
+                "SELECT i.instruction, n.position, n.input, n.output, n.verdict FROM instances n"
+                " JOIN instructions i ON i.id = n.instruction_id ORDER BY i.id, n.position"
+            )
+        ]
         return {"candidates": candidates, "kept": kept, "instances": instances}
     finally:
         store.close()
 
 
-def test_pipeline_runs_all_stages_and_counts_every_drop(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
+def test_pipeline_runs_all_stages_and_counts_every_drop(
+    tmp_path: Path, fake_server: FakeOpenAIServer
+) -> None:
     summary = _run(tmp_path / "run", fake_server.base_url)
     assert summary.kept >= 12
     assert summary.candidates == sum(summary.candidate_verdicts.values())
@@ -70,15 +83,18 @@ def test_pipeline_runs_all_stages_and_counts_every_drop(tmp_path: Path, fake_ser
 
 def test_faults_do_not_change_the_data(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
     _run(tmp_path / "clean", fake_server.base_url)
-    faults = FaultPlan(seed=3, rate_limit=0.1, server_error=0.1, slow=0.03, empty=0.05, garbage=0.05,
-                       slow_delay=3.0)
+    faults = FaultPlan(
+        seed=3, rate_limit=0.1, server_error=0.1, slow=0.03, empty=0.05, garbage=0.05, slow_delay=3.0
+    )
     with FakeOpenAIServer(self_instruct_responder, faults=faults) as faulty:
         _run(tmp_path / "faulty", faulty.base_url, **{"lm.timeout": 1.0, "lm.max_retries": 10})
         assert sum(faulty.faults_injected.values()) > 0
     assert _dataset(tmp_path / "faulty") == _dataset(tmp_path / "clean")
 
 
-def test_same_seed_same_run_different_seed_different_run(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
+def test_same_seed_same_run_different_seed_different_run(
+    tmp_path: Path, fake_server: FakeOpenAIServer
+) -> None:
     _run(tmp_path / "a", fake_server.base_url, seed=7)
     with FakeOpenAIServer(self_instruct_responder, latency=0.01) as slow:
         _run(tmp_path / "b", slow.base_url, seed=7, **{"lm.concurrency": 4})
@@ -106,8 +122,11 @@ def test_larger_target_continues_a_finished_run(tmp_path: Path, fake_server: Fak
 
 
 def test_truncated_replies_are_dropped_like_the_paper(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
-    summary = _run(tmp_path / "run", fake_server.base_url, **{"generation.max_tokens": 12, "generation.max_requests": 6,
-                                                               "num_instructions": 50})
+    summary = _run(
+        tmp_path / "run",
+        fake_server.base_url,
+        **{"generation.max_tokens": 12, "generation.max_requests": 6, "num_instructions": 50},
+    )
     assert summary.gen_requests == 6
     assert summary.gen_requests_truncated > 0
     assert summary.candidate_verdicts.get("truncated", 0) > 0
@@ -126,16 +145,23 @@ def test_export_files_load_with_datasets(tmp_path: Path, fake_server: FakeOpenAI
     written = export_run(tmp_path / "run")
     out = tmp_path / "run" / "export"
     names = {p.name for p in out.iterdir()}
-    assert {"machine_generated_instructions.jsonl", "machine_generated_instances.jsonl",
-            "all_generated_instances.jsonl", "finetune.jsonl", "alpaca.json", "chat_messages.jsonl",
-            "instances.parquet"} <= names
+    assert {
+        "machine_generated_instructions.jsonl",
+        "machine_generated_instances.jsonl",
+        "all_generated_instances.jsonl",
+        "finetune.jsonl",
+        "alpaca.json",
+        "chat_messages.jsonl",
+        "instances.parquet",
+    } <= names
     assert any(n.startswith("is_clf_or_not_") for n in names)
     for name, (path, rows) in written.items():
         if rows == 0:
             continue
         builder = "parquet" if path.suffix == ".parquet" else "json"
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train",
-                                   cache_dir=str(tmp_path / "hf-cache"))
+        ds = datasets.load_dataset(
+            builder, data_files=str(path), split="train", cache_dir=str(tmp_path / "hf-cache")
+        )
         assert len(ds) == rows, name
     chat = [json.loads(line) for line in (out / "chat_messages.jsonl").read_text().splitlines()]
     assert [m["role"] for m in chat[0]["messages"]] == ["user", "assistant"]

@@ -6,9 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
+from tests.conftest import SELFINSTRUCT
+
 from selfinstruct.store import RunStore
 from selfinstruct.testing.fake_server import FakeOpenAIServer
-from tests.conftest import SELFINSTRUCT
 
 
 def _cli(*args: str, base_url: str) -> subprocess.CompletedProcess[str]:
@@ -41,11 +42,20 @@ def test_stages_one_by_one(tmp_path: Path, fake_server: FakeOpenAIServer) -> Non
     assert rows and all(r["prompt"] and r["completion"] for r in rows)
 
 
-def test_classify_and_instances_from_a_paper_format_file(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
+def test_classify_and_instances_from_a_paper_format_file(
+    tmp_path: Path, fake_server: FakeOpenAIServer
+) -> None:
     source = tmp_path / "machine_generated_instructions.jsonl"
-    source.write_text("\n".join(json.dumps({"instruction": text, "most_similar": {}, "avg_similarity_score": 0.1})
-                                for text in ("Classify the sentiment of a tweet as positive or negative.",
-                                             "Suggest a name for a new coffee shop near a university.")) + "\n")
+    source.write_text(
+        "\n".join(
+            json.dumps({"instruction": text, "most_similar": {}, "avg_similarity_score": 0.1})
+            for text in (
+                "Classify the sentiment of a tweet as positive or negative.",
+                "Suggest a name for a new coffee shop near a university.",
+            )
+        )
+        + "\n"
+    )
     run = tmp_path / "run"
     _cli("instances", str(run), "--input", str(source), base_url=fake_server.base_url)
     store = RunStore.open(run)

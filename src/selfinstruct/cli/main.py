@@ -24,20 +24,35 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-RunDirOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed if it exists).")]
+RunDirOption = Annotated[
+    Path, typer.Option("--out", "-o", help="Run directory (created, or resumed if it exists).")
+]
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML file of settings (same keys as the flags).")
 ]
 InputOption = Annotated[
     Path | None,
-    typer.Option("--input", "-i", help="Instructions from an earlier stage's JSONL file (field 'instruction'; "
-                 "'is_classification' used if present), imported into RUN_DIR (created if needed)."),
+    typer.Option(
+        "--input",
+        "-i",
+        help="Instructions from an earlier stage's JSONL file (field 'instruction'; "
+        "'is_classification' used if present), imported into RUN_DIR (created if needed).",
+    ),
 ]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show the live progress bar.")]
 
 
-def _run_stages(run_dir: Path, config: Path | None, overrides: dict[str, Any], stages: tuple[str, ...],
-                progress: bool, *, create: bool, export: bool = False, input_file: Path | None = None) -> None:
+def _run_stages(
+    run_dir: Path,
+    config: Path | None,
+    overrides: dict[str, Any],
+    stages: tuple[str, ...],
+    progress: bool,
+    *,
+    create: bool,
+    export: bool = False,
+    input_file: Path | None = None,
+) -> None:
     from selfinstruct.export import export_run
     from selfinstruct.pipeline.importing import read_instruction_file
     from selfinstruct.pipeline.session import execute, open_run
@@ -52,7 +67,9 @@ def _run_stages(run_dir: Path, config: Path | None, overrides: dict[str, Any], s
     try:
         summary = execute(run, stages=stages, console=console, show_progress=progress)
     except KeyboardInterrupt:
-        console.print(f"[yellow]Interrupted. Nothing answered is lost: rerun the same command to resume {run_dir}.")
+        console.print(
+            f"[yellow]Interrupted. Nothing answered is lost: rerun the same command to resume {run_dir}."
+        )
         raise typer.Exit(130) from None
     finally:
         run.store.close()
@@ -76,7 +93,9 @@ def _print_summary(summary: Any) -> None:
     other.add_row("stage-1 requests", str(summary.gen_requests))
     other.add_row("stage-1 replies cut by max_tokens", str(summary.gen_requests_truncated))
     share = f" ({100 * summary.classification / summary.classified:.0f}%)" if summary.classified else ""
-    other.add_row("classification tasks / classified", f"{summary.classification}/{summary.classified}{share}")
+    other.add_row(
+        "classification tasks / classified", f"{summary.classification}/{summary.classified}{share}"
+    )
     other.add_row("instances kept / parsed", f"{summary.instances_kept}/{summary.instances}")
     for verdict, n in sorted(summary.instance_verdicts.items()):
         if verdict != "kept":
@@ -97,15 +116,24 @@ def generate(
     out: RunDirOption = Path("runs/demo"),
     config: ConfigOption = None,
     progress: ProgressOption = True,
-    export: Annotated[bool, typer.Option("--export/--no-export", help="Write RUN_DIR/export at the end.")] = True,
+    export: Annotated[
+        bool, typer.Option("--export/--no-export", help="Write RUN_DIR/export at the end.")
+    ] = True,
     *,
     overrides: dict[str, Any],
 ) -> None:
     """Run all stages as one streaming pipeline: instructions, classification, instances (then export).
 
     Kill it at any moment and rerun the same command: it resumes without losing or repeating work."""
-    _run_stages(out, config, overrides, ("instructions", "classify", "instances"), progress,
-                create=True, export=export)
+    _run_stages(
+        out,
+        config,
+        overrides,
+        ("instructions", "classify", "instances"),
+        progress,
+        create=True,
+        export=export,
+    )
 
 
 @app.command()
@@ -146,16 +174,22 @@ def instances(
     overrides: dict[str, Any],
 ) -> None:
     """Stage 3 only: generate and filter instances (classifies first where stage 2 has not run)."""
-    _run_stages(run_dir, config, overrides, ("classify", "instances"), progress, create=False, input_file=input_file)
+    _run_stages(
+        run_dir, config, overrides, ("classify", "instances"), progress, create=False, input_file=input_file
+    )
 
 
 @app.command()
 def prepare(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output JSONL [default: RUN_DIR/export/finetune.jsonl]")] = None,
-    seeds: Annotated[bool, typer.Option("--seeds/--no-seeds", help="Include the seed tasks' instances.")] = True,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output JSONL [default: RUN_DIR/export/finetune.jsonl]")
+    ] = None,
+    seeds: Annotated[
+        bool, typer.Option("--seeds/--no-seeds", help="Include the seed tasks' instances.")
+    ] = True,
 ) -> None:
-    """Stage 4: prompt/completion fine-tuning data (the paper's template mix, duplicates dropped, shuffled)."""
+    """Stage 4: prompt/completion fine-tuning data (the paper's template mix, deduplicated, shuffled)."""
     from selfinstruct.export import export_run
 
     written = export_run(run_dir, formats=["finetune"], include_seeds=seeds)
@@ -170,12 +204,18 @@ def prepare(
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: RUN_DIR/export]")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder [default: RUN_DIR/export]")
+    ] = None,
     fmt: Annotated[
         list[str] | None,
-        typer.Option("--format", "-f", help="paper, finetune, alpaca, openai-chat, parquet (repeatable) [default: all]"),
+        typer.Option(
+            "--format", "-f", help="paper, finetune, alpaca, openai-chat, parquet (repeatable) [default: all]"
+        ),
     ] = None,
-    seeds: Annotated[bool, typer.Option("--seeds/--no-seeds", help="Include seed tasks in finetune data.")] = True,
+    seeds: Annotated[
+        bool, typer.Option("--seeds/--no-seeds", help="Include seed tasks in finetune data.")
+    ] = True,
 ) -> None:
     """Write the run's data: the paper's files, fine-tuning data, Alpaca JSON, chat messages, Parquet."""
     from selfinstruct.export import FORMATS, export_run

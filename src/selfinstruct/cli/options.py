@@ -83,7 +83,7 @@ def with_setting_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     flags = setting_flags()
     params = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "overrides"]
     names = {f"opt_{dotted.replace('.', '__')}": dotted for dotted, *_ in flags}
-    for (dotted, flag, typ, help_text, panel), pname in zip(flags, names, strict=True):
+    for (_, flag, typ, help_text, panel), pname in zip(flags, names, strict=True):
         decl = f"--{flag}/--no-{flag}" if typ is bool else f"--{flag}"
         option = typer.Option(None, decl, help=help_text, rich_help_panel=panel, show_default=False)
         params.append(

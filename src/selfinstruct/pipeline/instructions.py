@@ -60,7 +60,9 @@ class InstructionProcessor:
         for position, raw in enumerate(raw_items):
             instruction = normalize_instruction(raw)
             if cut and (not self.settings.generation.keep_truncated or position == len(raw_items) - 1):
-                records.append(CandidateRecord(position, raw, instruction, "truncated", "reply hit max_tokens"))
+                records.append(
+                    CandidateRecord(position, raw, instruction, "truncated", "reply hit max_tokens")
+                )
                 continue
             verdict = self.filter.check(instruction)
             if not verdict.kept:

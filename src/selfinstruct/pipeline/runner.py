@@ -178,7 +178,8 @@ class PipelineRunner:
         if "instances" not in self.stages:
             return
         status = self.store.count(
-            "SELECT COUNT(*) FROM instructions WHERE id = ? AND instances_status = 'pending'", (instruction_id,)
+            "SELECT COUNT(*) FROM instructions WHERE id = ? AND instances_status = 'pending'",
+            (instruction_id,),
         )
         if not status:
             return

@@ -82,7 +82,9 @@ class _Display:
             f"in flight {client.in_flight} | {rate:.1f} req/s | {tokens:,} tokens"
             f" | instances done {state.instructions_finished}"
         )
-        self.progress.update(self.task_id, completed=min(state.kept, state.target), total=state.target, stats=stats)
+        self.progress.update(
+            self.task_id, completed=min(state.kept, state.target), total=state.target, stats=stats
+        )
 
 
 async def _drive(run: OpenRun, stages: Sequence[str], console: Console, show_progress: bool) -> list[dict]:
@@ -120,7 +122,11 @@ async def _drive(run: OpenRun, stages: Sequence[str], console: Console, show_pro
 
 
 def execute(
-    run: OpenRun, *, stages: Sequence[str] = STAGES, console: Console | None = None, show_progress: bool = True
+    run: OpenRun,
+    *,
+    stages: Sequence[str] = STAGES,
+    console: Console | None = None,
+    show_progress: bool = True,
 ) -> RunSummary:
     """Run the requested stages to completion, then write summary.json and summary.md in the run dir."""
     console = console or Console(stderr=True)

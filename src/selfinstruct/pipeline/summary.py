@@ -53,7 +53,9 @@ def summarize(store: RunStore) -> RunSummary:
     instance_verdicts = store.verdict_counts("instances")
     return RunSummary(
         gen_requests=store.count("SELECT COUNT(*) FROM gen_requests WHERE status = 'done'"),
-        gen_requests_truncated=store.count("SELECT COUNT(*) FROM gen_requests WHERE finish_reason = 'length'"),
+        gen_requests_truncated=store.count(
+            "SELECT COUNT(*) FROM gen_requests WHERE finish_reason = 'length'"
+        ),
         candidates=sum(verdicts.values()),
         kept=store.count_kept(),
         candidate_verdicts=verdicts,
@@ -83,7 +85,11 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| instances parsed | {summary.instances} |",
         f"| instances kept | {summary.instances_kept} |",
     ]
-    lines += [f"| instances dropped: {k} | {v} |" for k, v in sorted(summary.instance_verdicts.items()) if k != "kept"]
+    lines += [
+        f"| instances dropped: {k} | {v} |"
+        for k, v in sorted(summary.instance_verdicts.items())
+        if k != "kept"
+    ]
     if summary.usage:
         keys = list(summary.usage[0])
         lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

@@ -137,9 +137,7 @@ def _input_first_reply(prompt: str) -> str:
         topic = rng.choice(_OBJECTS)
         blocks.append(f"Example {number}\nInput: Some text about {topic}.\nOutput: A response about {topic}.")
     if rng.random() < 0.2:
-        blocks.append(
-            f"Example {len(blocks) + 1}\nInput: An input that repeats itself.\nOutput: An input that repeats itself."
-        )
+        blocks.append(f"Example {len(blocks) + 1}\nInput: It repeats itself.\nOutput: It repeats itself.")
     return "\n".join(blocks) + "\n\n"
 
 
