@@ -536,8 +536,10 @@ def tasks_command(
     ] = "OPENAI_API_KEY",
     quiet: QuietOpt = False,
 ) -> None:
-    """Any seed-format task file: ROUGE-L against the reference output, and the paper's A-D rating by an
-    LLM judge (A valid and satisfying, B minor errors, C significant errors, D irrelevant or invalid)."""
+    """Seed-format task file: ROUGE-L against the reference, optionally rated A-D by an LLM judge.
+
+    The paper's scale: A valid and satisfying; B acceptable with minor errors; C relevant but with
+    significant errors; D irrelevant or invalid. The report gives the share of each rating."""
 
     def body() -> None:
         settings = lm_settings(
