@@ -76,3 +76,11 @@ def test_user_errors(tmp_path: Path, run_dir: Path) -> None:
         sources.load([tmp_path / "missing.jsonl"])
     with pytest.raises(UserError, match="either one run directory"):
         sources.load([run_dir, tmp_path / "x.jsonl"])
+
+
+def test_seeds_by_builtin_set_name(plain_file: Path) -> None:
+    from selfinstruct.seeds import list_builtin_seed_sets, load_seed_tasks
+
+    name, path = next(iter(list_builtin_seed_sets().items()))
+    data = sources.load([plain_file], seeds=name)
+    assert data.seeds == [t.instruction for t in load_seed_tasks(path)]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.records import Instance
+from selfinstruct.seeds import resolve_seed_source
 from selfinstruct.store import DB_NAME, RunStore
 
 
@@ -38,8 +39,9 @@ class AnalysisInput:
     instance_verdicts: dict[str, int] = field(default_factory=dict)
 
 
-def load(sources: Iterable[Path], *, seeds: Path | None = None) -> AnalysisInput:
-    """One run directory, or any number of plain files; `seeds` overrides the seed instructions."""
+def load(sources: Iterable[Path], *, seeds: Path | str | None = None) -> AnalysisInput:
+    """One run directory, or any number of plain files; `seeds` (a file or a built-in set name, as for
+    `--seeds` elsewhere) overrides the seed instructions."""
     paths = list(sources)
     if not paths:
         raise UserError("give a run directory or at least one JSONL file")
@@ -51,7 +53,7 @@ def load(sources: Iterable[Path], *, seeds: Path | None = None) -> AnalysisInput
     else:
         data = load_files(paths)
     if seeds is not None:
-        data.seeds = load_seed_instructions(seeds)
+        data.seeds = load_seed_instructions(resolve_seed_source(seeds))
     return data
 
 

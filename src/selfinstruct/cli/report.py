@@ -31,11 +31,11 @@ def report(
         typer.Option("--figure-format", help="Format of the saved figures: [bold]png[/] or [bold]svg[/]."),
     ] = "png",
     seeds: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--seeds",
-            help="Seed tasks (JSONL with an 'instruction' field) for the ROUGE-L-to-seed histogram; "
-            "a run directory's own seeds are used by default.",
+            help="Seeds for the ROUGE-L-to-seed histogram: a JSONL file with an 'instruction' field or a "
+            "built-in set name (see `selfinstruct seeds`); a run directory's own seeds are used by default.",
         ),
     ] = None,
     sample_rows: Annotated[
