@@ -78,6 +78,10 @@ def test_filters_search_and_counts(run_dir: Path) -> None:
     assert rows(c.get("/browse?clf=no").text) == 4
     assert rows(c.get("/browse?q=SORT+the").text) == 1  # case-insensitive substring
     assert rows(c.get("/browse?q=%25").text) == 0  # '%' is literal, not a wildcard
+    dropped_instances = c.get("/browse?inst=empty_output").text
+    assert rows(dropped_instances) == 1 and "Sort the numbers" in dropped_instances
+    assert "1 candidate instructions" in dropped_instances
+    assert rows(c.get("/browse?inst=kept&clf=no").text) == 4
     assert "0 candidate instructions" in c.get("/browse?q=nothing-like-this").text
 
 

@@ -102,11 +102,13 @@ class ReviewApp:
             status=p.get("status", "all") if p.get("status") in ("all", "kept", "dropped") else "all",
             verdict=p.get("verdict", "")[:60],
             clf=p.get("clf", "") if p.get("clf") in ("yes", "no", "unknown") else "",
+            instance_verdict=p.get("inst", "")[:60],
             page=page,
         )
         with db.connect(self.db_path) as conn:
             result = db.browse(conn, query)
             verdicts = db.verdicts(conn)
+            instance_verdicts = db.verdicts(conn, "instances")
         params = {
             k: v
             for k, v in (
@@ -114,6 +116,7 @@ class ReviewApp:
                 ("status", query.status),
                 ("verdict", query.verdict),
                 ("clf", query.clf),
+                ("inst", query.instance_verdict),
             )
             if v and not (k == "status" and v == "all")
         }
@@ -122,7 +125,13 @@ class ReviewApp:
             return "/browse?" + urlencode({**params, "page": n})
 
         return self.render(
-            request, "browse.html", query=query, result=result, verdicts=verdicts, page_url=page_url
+            request,
+            "browse.html",
+            query=query,
+            result=result,
+            verdicts=verdicts,
+            instance_verdicts=instance_verdicts,
+            page_url=page_url,
         )
 
     async def item(self, request: Request) -> Response:

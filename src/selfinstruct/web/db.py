@@ -77,6 +77,7 @@ class BrowseQuery:
     status: str = "all"  # all | kept | dropped
     verdict: str = ""  # a specific verdict, e.g. 'novelty'
     clf: str = ""  # '' | yes | no | unknown
+    instance_verdict: str = ""  # instructions with at least one instance of this verdict
     page: int = 1
 
 
@@ -112,10 +113,13 @@ def browse(conn: sqlite3.Connection, query: BrowseQuery, page_size: int = PAGE_S
         where.append("i.is_classification = 0")
     elif query.clf == "unknown":
         where.append("i.id IS NOT NULL AND i.is_classification IS NULL")
+    if query.instance_verdict:
+        where.append("EXISTS (SELECT 1 FROM instances x WHERE x.instruction_id = i.id AND x.verdict = ?)")
+        params.append(query.instance_verdict)
     sql_where = (" WHERE " + " AND ".join(where)) if where else ""
     base = " FROM candidates c LEFT JOIN instructions i ON i.candidate_id = c.id" + sql_where
     # The join only matters to the count when filtering on classification; without it the count is cheaper.
-    counted = base if query.clf else " FROM candidates c" + sql_where
+    counted = base if query.clf or query.instance_verdict else " FROM candidates c" + sql_where
     total = int(conn.execute("SELECT COUNT(*)" + counted, params).fetchone()[0])
     pages = max(1, -(-total // page_size))
     page = min(max(1, query.page), pages)
@@ -132,8 +136,10 @@ def browse(conn: sqlite3.Connection, query: BrowseQuery, page_size: int = PAGE_S
     return BrowsePage(rows=rows, total=total, page=page, pages=pages)
 
 
-def verdicts(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-    rows = conn.execute("SELECT verdict, COUNT(*) FROM candidates GROUP BY verdict ORDER BY COUNT(*) DESC")
+def verdicts(conn: sqlite3.Connection, table: str = "candidates") -> list[tuple[str, int]]:
+    if table not in ("candidates", "instances"):
+        raise ValueError(table)
+    rows = conn.execute(f"SELECT verdict, COUNT(*) FROM {table} GROUP BY verdict ORDER BY COUNT(*) DESC")
     return [(r[0], int(r[1])) for r in rows]
 
 
