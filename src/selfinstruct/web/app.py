@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import jinja2
 from starlette.applications import Starlette
@@ -320,8 +320,6 @@ class ReviewApp:
 
 
 def rater_of(request: Request) -> str:
-    from urllib.parse import unquote
-
     return " ".join(unquote(request.cookies.get(RATER_COOKIE, "")).split())[:MAX_RATER_LEN]
 
 
