@@ -5,7 +5,8 @@
   common prefix with the previous prompt, which the pipeline's similar prompts benefit from.
 - OpenAI semantics are mapped explicitly: llama.cpp's own top_k=40, min_p=0.05 and repeat_penalty
   defaults are switched off so only temperature, top_p and the presence/frequency penalties act.
-  Temperature 0 is greedy decoding in llama.cpp.
+  Temperature 0 is greedy decoding in llama.cpp. Presence/frequency penalties apply to generated tokens
+  (llama.cpp's sampler never sees the prompt's), over the whole reply (its window is widened to n_ctx).
 - A prompt that does not fit the context keeps its end (what the model continues from): the left side is
   cut so that the prompt leaves `min(max_tokens, n_ctx / 2)` tokens for the reply, keeping the BOS token.
   `max_tokens` is then clamped to the room left. The pipeline's prompts are far shorter than 2,048 tokens,
@@ -81,6 +82,8 @@ class LlamaCppLM:
                 n_ctx=self.settings.context_length,
                 n_threads=self.settings.threads,
                 n_threads_batch=self.settings.threads,
+                # Penalties count every generated token, as OpenAI's do, not just llama.cpp's last 64.
+                last_n_tokens_size=self.settings.context_length,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
