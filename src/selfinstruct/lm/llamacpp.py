@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,9 @@ class LlamaCppLM:
         self._path: Path | None = Path(settings.model).expanduser() if settings.model else None
         self._llm: Any = None
         self._lock = asyncio.Lock()
+        # A cancelled request's worker thread runs on after its task is gone; llama.cpp is not re-entrant
+        # (two decodes at once crash the process), so the thread itself holds this lock.
+        self._thread_lock = threading.Lock()
 
     @property
     def identity(self) -> str:
@@ -92,6 +96,10 @@ class LlamaCppLM:
 
     def complete_sync(self, prompt: str, decoding: Decoding) -> Completion:
         """One blocking completion (the async method runs this in a worker thread)."""
+        with self._thread_lock:
+            return self._complete_locked(prompt, decoding)
+
+    def _complete_locked(self, prompt: str, decoding: Decoding) -> Completion:
         llm = self.load()
         tokens = (
             llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True) if prompt else [llm.token_bos()]
@@ -130,7 +138,9 @@ class LlamaCppLM:
 
     async def aclose(self) -> None:
         async with self._lock:
+            await asyncio.to_thread(self._thread_lock.acquire)
             llm, self._llm = self._llm, None
+            self._thread_lock.release()
         if llm is not None:
             close = getattr(llm, "close", None)
             if callable(close):
