@@ -59,8 +59,9 @@ def _record(item_id: str, task: str, category: str, rouge: float, rating: str | 
     )
 
 
-def _report(records: list[ItemRecord]):
-    return build_report("superni", records, ModelInfo(backend="openai", model="m", api="completion"), {})
+def _report(records: list[ItemRecord], options: dict[str, object] | None = None):
+    info = ModelInfo(backend="openai", model="m", api="completion")
+    return build_report("superni", records, info, options or {"postprocess": "first-sentence"})
 
 
 def test_compare_pairs_items_by_id_per_task_and_category() -> None:
@@ -82,6 +83,15 @@ def test_compare_pairs_items_by_id_per_task_and_category() -> None:
     assert rows["category", "Dog"].diff == 0.0 and not rows["category", "Dog"].significant
     markdown = render_comparison_markdown(comparison)
     assert "| t1 | 4 | 20.00 | 60.00 | +40.00 * |" in markdown
+    assert comparison.option_differences == {} and "Warning" not in markdown
+
+
+def test_compare_warns_when_options_differ() -> None:
+    a = _report([_record("x", "t", "c", 1.0)], {"postprocess": "first-sentence", "tasks": "a"})
+    b = _report([_record("x", "t", "c", 1.0)], {"postprocess": "strip", "tasks": "b"})
+    comparison = compare_reports(a, b, samples=10)
+    assert comparison.option_differences == {"postprocess": ["first-sentence", "strip"]}
+    assert "option `postprocess` differs" in render_comparison_markdown(comparison)
 
 
 def test_compare_on_judge_ratings_skips_unrated() -> None:

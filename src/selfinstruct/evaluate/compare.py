@@ -43,6 +43,7 @@ class Comparison(BaseModel):
     only_a: int
     only_b: int
     rows: list[Difference]
+    option_differences: dict[str, list[object]] = {}
 
 
 def paired_bootstrap_ci(
@@ -134,7 +135,14 @@ def compare_reports(
         by_task.setdefault(pair[0].task, []).append(pair)
     rows += [row(name, "category", group) for name, group in sorted(by_category.items())]
     rows += [row(name, "task", group) for name, group in by_task.items()]
+    # Options that differ (prompt template, post-processing, limits...) make a comparison suspect: say so.
+    differing = {
+        key: [a.options.get(key), b.options.get(key)]
+        for key in sorted(set(a.options) | set(b.options))
+        if key != "tasks" and a.options.get(key) != b.options.get(key)
+    }
     return Comparison(
+        option_differences=differing,
         a=a_name,
         b=b_name,
         metric=metric,
@@ -160,6 +168,8 @@ def render_comparison_markdown(comparison: Comparison) -> str:
         f"- Difference B - A with a paired bootstrap {pct} interval "
         f"({comparison.samples} resamples, seed {comparison.seed}); * marks intervals excluding 0",
     ]
+    for key, (value_a, value_b) in comparison.option_differences.items():
+        lines.append(f"- **Warning**: option `{md_escape(key)}` differs: A {value_a!r}, B {value_b!r}")
     for level, title in (("overall", "Overall"), ("category", "Per category"), ("task", "Per task")):
         rows = [r for r in comparison.rows if r.level == level]
         if not rows:
