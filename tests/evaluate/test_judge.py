@@ -61,6 +61,11 @@ def test_reason_is_one_bounded_line() -> None:
     assert parse_judgement("B - acceptable, one typo").reason == "acceptable, one typo"
     assert parse_judgement("## Rating\nD\n## Reason\nGibberish.").reason == "Gibberish."
     assert parse_judgement("D").reason == ""
+    # A small model echoing the answer format gives neither a rating nor a reason.
+    echoed = parse_judgement(
+        " <A, B, C or D>\nReason: <one sentence>\n\nRating: <A, B, C or D>\nReason: <one"
+    )
+    assert (echoed.rating, echoed.reason) == (None, "")
     long = parse_judgement("Reason: " + "word " * 200)
     assert len(long.reason) <= MAX_REASON_CHARS and long.reason.endswith("…")
 

@@ -138,6 +138,8 @@ def parse_reason(reply: str) -> str:
                 reason = stripped
                 break
     reason = " ".join(reason.split())
+    if re.fullmatch(r"<[^<>]*>?", reason):
+        reason = ""  # the format's placeholder echoed back (small models do), not a reason
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[: MAX_REASON_CHARS - 1].rstrip() + "…"
     return reason
