@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import logging
 import os
 import threading
 from pathlib import Path
@@ -39,7 +41,20 @@ def _import_llama() -> Any:
             "the embedded backend needs llama-cpp-python: pip install 'llama-cpp-python>=0.3.8,<0.4' "
             "(it builds from source, about 8 minutes on 2 cores), or pip install 'selfinstruct[embedded]'"
         ) from exc
+    if not _QUIET_LOG:
+        # Even with verbose=False llama.cpp prints notices to stderr (one at "error" level on every load of
+        # Gemma 3), which would cut through the progress bar. Failures surface as exceptions from
+        # llama-cpp-python anyway, so its log goes to Python logging at debug level.
+        _QUIET_LOG.append(llama_cpp.llama_log_callback(_forward_llama_log))
+        llama_cpp.llama_log_set(_QUIET_LOG[0], ctypes.c_void_p(0))
     return llama_cpp
+
+
+_QUIET_LOG: list[Any] = []  # keeps the ctypes callback alive for the life of the process
+
+
+def _forward_llama_log(level: int, text: bytes, user_data: Any) -> None:
+    logging.getLogger("selfinstruct.llamacpp").debug(text.decode("utf-8", "replace").rstrip())
 
 
 def fit_prompt(tokens: list[int], max_tokens: int, n_ctx: int, bos: int | None) -> tuple[list[int], int]:
