@@ -198,7 +198,7 @@ class FakeOpenAIServer:
             while not self._stopped:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                except asyncio.LimitOverrunError:
                     return
                 lines = head.decode("latin-1").split("\r\n")
                 parts = lines[0].split(" ")
@@ -219,8 +219,8 @@ class FakeOpenAIServer:
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # the client went away, or stop() cut the connection
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
