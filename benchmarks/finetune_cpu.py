@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import PrinterCallback, TrainerCallback
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     from selfinstruct.finetune import build_config
     from selfinstruct.finetune.train import build_trainer
 
@@ -53,8 +56,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def on_step_begin(self, *a: Any, **k: Any) -> None:
             self.t0 = time.perf_counter()
 
-        def on_step_end(self, *a: Any, **k: Any) -> None:
+        def on_step_end(self, args: Any, state: Any, *a: Any, **k: Any) -> None:
             step_times.append(time.perf_counter() - self.t0)
+            print(f"step {state.global_step}: {step_times[-1]:.2f} s", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or _seed_instances(Path(tmp) / "seeds.jsonl", args.seeds)
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's choice]")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     result = run(args)
