@@ -147,10 +147,10 @@ def _candidates_module():
 
 @pytest.mark.slow
 def test_generated_candidates_equal_reference() -> None:
-    """1,000 realistic candidates (with near-duplicates) on 175 seeds: pools large enough for the pruning."""
+    """800 realistic candidates (with near-duplicates) on 175 seeds: pools large enough for the pruning."""
     gen = _candidates_module()
     seeds = gen.seeds()
-    cands = list(gen.generate(1000, seed=3))
+    cands = list(gen.generate(800, seed=3))
     expected = reference(seeds, cands, 0.7, 10)
     assert 0 < sum(kept for kept, _, _ in expected) < len(cands)
     assert run_index(seeds, cands, 0.7, 10) == [(kept, top, None) for kept, top, _ in expected]

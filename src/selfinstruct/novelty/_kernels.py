@@ -142,6 +142,9 @@ def query(
     out_scores,
     all_scores,
     stats,
+    cand_j,
+    cand_ub,
+    cand_h,
 ):
     """Score one candidate (token ids, -1 for tokens unknown to the pool) against items 0..n_items-1.
 
@@ -149,6 +152,7 @@ def query(
     k == 0: decision only; returns 1 with the first score > threshold in out_scores[0], else 0.
     exhaustive: every item's exact score goes to all_scores[:n_items] (for the exact mean).
     stats[0] += postings scanned, stats[1] += exact LCS computed.
+    cand_j/cand_ub/cand_h: scratch of pool capacity (preallocated: large per-query allocations are slow).
     """
     m = cand.shape[0]
     if n_items == 0:
@@ -210,9 +214,6 @@ def query(
     touched_n = 0
     dirty = False
     found = False
-    cand_j = np.empty(0, np.int64)
-    cand_ub = np.empty(0, np.float64)
-    cand_h = np.empty(0, np.int64)
 
     ti = 0
     while True:
@@ -228,10 +229,6 @@ def query(
             rem = m - p
             stats[2] += touched_n
             stats[3] += 1
-            if cand_j.shape[0] < touched_n:
-                cand_j = np.empty(touched_n, np.int64)
-                cand_ub = np.empty(touched_n, np.float64)
-                cand_h = np.empty(touched_n, np.int64)
             nc = 0
             for idx in range(touched_n):
                 j = touched[idx]

@@ -57,6 +57,9 @@ class NoveltyIndex:
         self._done = np.full(16, -1, np.int64)
         self._acc = np.zeros(16, np.int64)
         self._touched = np.zeros(16, np.int32)
+        self._cand_j = np.zeros(16, np.int64)
+        self._cand_ub = np.zeros(16, np.float64)
+        self._cand_h = np.zeros(16, np.int64)
         self._local_idx = np.full(256, -1, np.int64)
         self._all_scores = np.zeros(16 if with_mean else 1, np.float64)
         self._out_ids = np.zeros(max(self.top_k, 1), np.int64)
@@ -132,6 +135,9 @@ class NoveltyIndex:
             self._out_scores,
             self._all_scores,
             self.stats,
+            self._cand_j,
+            self._cand_ub,
+            self._cand_h,
         )
         mean = float(np.mean(self._all_scores[:n])) if self.with_mean else None
         if k == 0:
@@ -190,6 +196,9 @@ class NoveltyIndex:
             self._done = _grown(self._done, items, -1)
             self._acc = _grown(self._acc, items)
             self._touched = _grown(self._touched, items)
+            self._cand_j = _grown(self._cand_j, items)
+            self._cand_ub = _grown(self._cand_ub, items)
+            self._cand_h = _grown(self._cand_h, items)
             if self.with_mean:
                 self._all_scores = _grown(self._all_scores, items)
         if len(self._offsets) < len(self._lengths) + 1:
