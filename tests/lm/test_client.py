@@ -241,3 +241,14 @@ def test_connection_refused_fails_after_retries() -> None:
         asyncio.run(run_all(client, requests(1)))
     [stats] = client.endpoint_stats()
     assert stats.errors == 3 and stats.requests == 0
+
+
+def test_model_discovery_with_a_wrong_key_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SI_TEST_KEY", "sk-wrong-123")
+    with FakeOpenAIServer(api_key="sk-right-456") as server:
+        settings = LMSettings(backend="openai", base_url=[server.base_url], api_key_env="SI_TEST_KEY")
+        client = LMClient(OpenAICompatLM(settings), settings, backoff_initial=0.01)
+        with pytest.raises(LMError, match="models answered HTTP 401; pass --model") as info:
+            asyncio.run(run_all(client, requests(3)))
+    assert "sk-wrong" not in str(info.value)
+    assert client.usage.stages["instructions"].retries == 0

@@ -10,6 +10,7 @@ is used (and the client's exponential backoff paces the attempts).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
@@ -132,6 +133,7 @@ class OpenAICompatLM:
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._key = key
         self._ssl: ssl.SSLContext | None = None
+        self._model_lock = asyncio.Lock()
 
     def _shard(self, endpoint: _Endpoint) -> _Shard:
         shard = min(endpoint.shards, key=lambda s: s.outstanding, default=None)
@@ -181,19 +183,24 @@ class OpenAICompatLM:
         """Local servers usually serve one model: ask /models when no --model was given."""
         if self._model:
             return self._model
-        endpoint = self._pick()
-        try:
-            response = await self._shard(endpoint).http.get(f"{endpoint.url}/models")
-            data = response.json()
-            model = data["data"][0]["id"]
-        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise RetryableLMError(
-                f"{endpoint.url}/models did not name a model ({type(exc).__name__}); pass --model"
-            ) from exc
-        if not isinstance(model, str) or not model:
-            raise LMError(f"{endpoint.url}/models did not name a model; pass --model")
-        self._model = model
-        return model
+        async with self._model_lock:  # the first burst of requests asks once
+            if self._model:
+                return self._model
+            endpoint = self._pick()
+            try:
+                response = await self._shard(endpoint).http.get(f"{endpoint.url}/models")
+            except httpx.HTTPError as exc:
+                raise self._fail(endpoint, f"cannot list models ({type(exc).__name__})") from exc
+            if 400 <= response.status_code < 500 and response.status_code not in _RETRYABLE_4XX:
+                raise LMError(f"{endpoint.url}/models answered HTTP {response.status_code}; pass --model")
+            try:
+                model = response.json()["data"][0]["id"]
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise RetryableLMError(f"{endpoint.url}/models did not name a model; pass --model") from exc
+            if not isinstance(model, str) or not model:
+                raise LMError(f"{endpoint.url}/models did not name a model; pass --model")
+            self._model = model
+            return model
 
     def _payload(self, model: str, prompt: str, decoding: Decoding) -> dict[str, Any]:
         payload: dict[str, Any] = {

@@ -304,6 +304,10 @@ class TransformersLM:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        while self._queue is not None and not self._queue.empty():  # nobody will serve these any more
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(LMError("the transformers backend was closed"))
         for manager in self._managers.values():
             manager.stop(block=True, timeout=5)
         self._managers.clear()
