@@ -42,9 +42,17 @@ def reference(
 
 
 def run_index(
-    seeds: list[str], cands: list[str], threshold: float, k: int, with_mean: bool = False, add: bool = True
+    seeds: list[str],
+    cands: list[str],
+    threshold: float,
+    k: int,
+    with_mean: bool = False,
+    add: bool = True,
+    rebuild_min: int | None = None,
 ) -> list[tuple[bool, list[tuple[str, float]], float | None]]:
     index = NoveltyIndex(threshold=threshold, top_k=k, with_mean=with_mean)
+    if rebuild_min is not None:  # re-derive the decision-only token order early and often
+        index._rebuild_min = rebuild_min
     for s in seeds:
         index.add(s)
     out = []
@@ -75,8 +83,9 @@ def test_decision_only_mode_and_check_without_add(
     seeds: list[str], cands: list[str], threshold: float
 ) -> None:
     expected = reference(seeds, cands, threshold, 10)
-    decisions = [kept for kept, _, _ in run_index(seeds, cands, threshold, 0)]
-    assert decisions == [kept for kept, _, _ in expected]
+    for rebuild_min in (None, 2):
+        decisions = [kept for kept, _, _ in run_index(seeds, cands, threshold, 0, rebuild_min=rebuild_min)]
+        assert decisions == [kept for kept, _, _ in expected]
     assert run_index(seeds, cands, threshold, 10, add=False) == [
         (kept, top, None) for kept, top, _ in reference(seeds, cands, threshold, 10, add=False)
     ]
@@ -135,6 +144,8 @@ def test_one_word_unicode_and_very_long_instructions() -> None:
         cands.append(" ".join(rng.choice(vocab, size=int(rng.integers(1, 400)))))
     for k in (1, 10):
         assert run_index(seeds, cands, 0.7, k, with_mean=True) == reference(seeds, cands, 0.7, k)
+    expected = [kept for kept, _, _ in reference(seeds, cands, 0.7, 1)]
+    assert [kept for kept, _, _ in run_index(seeds, cands, 0.7, 0, rebuild_min=4)] == expected
 
 
 def _candidates_module():
@@ -154,4 +165,6 @@ def test_generated_candidates_equal_reference() -> None:
     expected = reference(seeds, cands, 0.7, 10)
     assert 0 < sum(kept for kept, _, _ in expected) < len(cands)
     assert run_index(seeds, cands, 0.7, 10) == [(kept, top, None) for kept, top, _ in expected]
-    assert [kept for kept, _, _ in run_index(seeds, cands, 0.7, 0)] == [kept for kept, _, _ in expected]
+    for rebuild_min in (None, 16):
+        decisions = run_index(seeds, cands, 0.7, 0, rebuild_min=rebuild_min)
+        assert [kept for kept, _, _ in decisions] == [kept for kept, _, _ in expected]

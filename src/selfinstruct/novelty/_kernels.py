@@ -402,3 +402,206 @@ def add_item(
         arena_cnt[q] = c
         post_len[t] = ln + 1
     return arena_used
+
+
+# -- decision-only mode: prefix filtering ---------------------------------------------------------------
+#
+# With a fixed threshold t (no top-k wanted), AllPairs/PPJoin prefix filtering applies: a pair with
+# F > t has exact F >= s = t - MARGIN, hence (since F <= 2*min(m, n)/(m+n)) an overlap of at least
+# alpha(n) = ceil(s*n/(2-s)) with the pool item and ceil(s*m/(2-s)) with the candidate. Under one
+# global token order (`rank`, rarest first), two multisets with overlap >= alpha share a token within
+# the first |X|-alpha+1 occurrences of each. So each item indexes only its prefix (`pre_*` postings) and
+# a candidate probes those postings with its own prefix; the common tokens of both are never scanned.
+# `rank` is a fixed total order, re-derived from document frequencies when the pool doubles (then every
+# prefix is rebuilt); tokens new since then rank as the rarest, in order of appearance.
+
+
+@njit(cache=True)
+def _prefix_tokens(item_toks, rank, s_min, out, out_end, out_cnt):
+    """Distinct tokens among the first n - alpha + 1 occurrences of an item in the global order, each with
+    the index just past its last occurrence in that order and its count (for the positional bound)."""
+    n = item_toks.shape[0]
+    if n == 0:
+        return 0
+    alpha = max(1, int(np.ceil(s_min * n / (2.0 - s_min) - 1e-9)))
+    plen = n - alpha + 1
+    keys = np.empty(n, np.int64)
+    for i in range(n):
+        keys[i] = rank[item_toks[i]]
+    o = np.argsort(keys)  # equal keys <=> same token, so its occurrences are adjacent
+    nd = 0
+    i = 0
+    while i < plen:
+        t = item_toks[o[i]]
+        c = 0
+        while i < n and item_toks[o[i]] == t:
+            c += 1
+            i += 1
+        out[nd] = t
+        out_end[nd] = i
+        out_cnt[nd] = c
+        nd += 1
+    return nd
+
+
+@njit(cache=True)
+def add_prefix(item_toks, j, rank, s_min, pre_start, pre_len, pre_cap, pre_ids, pre_pos, pre_used):
+    """Add item j's prefix postings; returns the new prefix-arena fill, or -1 (nothing changed) if full."""
+    n = item_toks.shape[0]
+    ptoks = np.empty(n, np.int64)
+    pend = np.empty(n, np.int64)
+    pcnt = np.empty(n, np.int64)
+    npre = _prefix_tokens(item_toks, rank, s_min, ptoks, pend, pcnt)
+    need_space = 0
+    for i in range(npre):
+        t = ptoks[i]
+        if pre_len[t] == pre_cap[t]:
+            need_space += max(4, 2 * pre_cap[t])
+    if pre_used + need_space > pre_ids.shape[0]:
+        return -1
+    for i in range(npre):
+        t = ptoks[i]
+        ln = pre_len[t]
+        if ln == pre_cap[t]:
+            cap = max(4, 2 * pre_cap[t])
+            old = pre_start[t]
+            for q in range(ln):
+                pre_ids[pre_used + q] = pre_ids[old + q]
+                pre_pos[pre_used + q] = pre_pos[old + q]
+            pre_start[t] = pre_used
+            pre_cap[t] = cap
+            pre_used += cap
+        q = pre_start[t] + ln
+        pre_ids[q] = j
+        pre_pos[q] = pend[i] * 65536 + min(pcnt[i], 65535)
+        pre_len[t] = ln + 1
+    return pre_used
+
+
+@njit(cache=True)
+def prefix_counts(n_items, lengths, offsets, toks, rank, s_min, counts):
+    """counts[t] = number of items whose prefix (under `rank`) holds t."""
+    size = max(1, np.max(lengths[:n_items]))
+    buf = np.empty(size, np.int64)
+    pend = np.empty(size, np.int64)
+    pcnt = np.empty(size, np.int64)
+    for j in range(n_items):
+        npre = _prefix_tokens(toks[offsets[j] : offsets[j] + lengths[j]], rank, s_min, buf, pend, pcnt)
+        for i in range(npre):
+            counts[buf[i]] += 1
+
+
+@njit(cache=True)
+def prefix_fill(n_items, lengths, offsets, toks, rank, s_min, pre_start, pre_len, pre_ids, pre_pos):
+    """Refill the prefix postings (pre_len zeroed, pre_start laid out from prefix_counts)."""
+    size = max(1, np.max(lengths[:n_items]))
+    buf = np.empty(size, np.int64)
+    pend = np.empty(size, np.int64)
+    pcnt = np.empty(size, np.int64)
+    for j in range(n_items):
+        npre = _prefix_tokens(toks[offsets[j] : offsets[j] + lengths[j]], rank, s_min, buf, pend, pcnt)
+        for i in range(npre):
+            t = buf[i]
+            q = pre_start[t] + pre_len[t]
+            pre_ids[q] = j
+            pre_pos[q] = pend[i] * 65536 + min(pcnt[i], 65535)
+            pre_len[t] += 1
+
+
+@njit(cache=True)
+def decide(
+    cand,
+    threshold,
+    s_min,
+    n_items,
+    lengths,
+    offsets,
+    toks,
+    rank,
+    pre_start,
+    pre_len,
+    pre_ids,
+    pre_pos,
+    stamp,
+    qid,
+    local_idx,
+    out_ids,
+    out_scores,
+    stats,
+):
+    """Decision only: 1 (with the score and item in out_*[0]) if some item scores > threshold, else 0.
+    Requires s_min = threshold - MARGIN > 0 and prefix postings built with that s_min."""
+    m = cand.shape[0]
+    if n_items == 0 or m == 0:
+        return 0
+    srt = np.sort(cand)
+    dtok = np.empty(m, np.int64)
+    dcnt = np.empty(m, np.int64)
+    nd = 0
+    unknown = 0
+    i = 0
+    while i < m:
+        t = srt[i]
+        c = 0
+        while i < m and srt[i] == t:
+            c += 1
+            i += 1
+        if t < 0:
+            unknown += c
+        else:
+            dtok[nd] = t
+            dcnt[nd] = c
+            nd += 1
+    keys = np.empty(nd, np.int64)
+    for d in range(nd):
+        keys[d] = rank[dtok[d]]
+    order = np.argsort(keys)
+    nwords = (m + 63) // 64
+    masks = np.zeros((max(nd, 1), nwords), np.uint64)
+    for d in range(nd):
+        local_idx[dtok[d]] = d
+    for pos in range(m):
+        t = cand[pos]
+        if t >= 0:
+            masks[local_idx[t], pos // 64] |= _U1 << np.uint64(pos % 64)
+    vbuf = np.empty(nwords, np.uint64)
+
+    alpha = max(1, int(np.ceil(s_min * m / (2.0 - s_min) - 1e-9)))
+    plen = m - alpha + 1
+    pos = unknown  # unknown tokens come first in the order (they are in no item, so any place is consistent)
+    found = 0
+    for d in range(nd):
+        if pos >= plen or found:
+            break
+        t = dtok[order[d]]
+        c_t = dcnt[order[d]]
+        pos += c_t
+        st = pre_start[t]
+        ln = pre_len[t]
+        stats[0] += ln
+        for q in range(st, st + ln):
+            j = pre_ids[q]
+            if stamp[j] == qid:
+                continue
+            stamp[j] = qid
+            n = lengths[j]
+            # Positional bound (PPJoin): t is the first token the pair shares in the global order, so
+            # the overlap is at most what t gives plus what is left after t on the shorter side.
+            code = pre_pos[q]
+            end_j = code // 65536
+            cnt_j = code % 65536
+            if cnt_j == 65535:
+                cnt_j = n
+            overlap = min(c_t, cnt_j) + min(m - pos, n - end_j)
+            if 2.0 * overlap / (m + n) < s_min:
+                continue
+            f = _rouge_f(_lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf), m, n)
+            stats[1] += 1
+            if f > threshold:
+                out_ids[0] = j
+                out_scores[0] = f
+                found = 1
+                break
+    for d in range(nd):
+        local_idx[dtok[d]] = -1
+    return found

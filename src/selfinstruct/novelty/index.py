@@ -35,6 +35,9 @@ class NoveltyIndex:
     the drop (the first one found above the threshold, not necessarily the maximum), or 0.0 when kept.
     """
 
+    # Pool size at which the decision-only token order is first re-derived from frequencies (then doubling).
+    _rebuild_min = 1024
+
     def __init__(self, threshold: float = 0.7, top_k: int = 10, with_mean: bool = False) -> None:
         if top_k < 0:
             raise ValueError("top_k must be >= 0")
@@ -65,6 +68,20 @@ class NoveltyIndex:
         self._out_ids = np.zeros(max(self.top_k, 1), np.int64)
         self._out_scores = np.zeros(max(self.top_k, 1), np.float64)
         self._qid = 0
+        # Decision-only mode uses prefix filtering: a global token order (smaller rank = rarer; new tokens
+        # get decreasing negative ranks) and postings of each item's prefix only.
+        self._s_min = self.threshold - _kernels.MARGIN
+        self._prefix = self.top_k == 0 and not self.with_mean and self._s_min > 0.0
+        self._rank = np.zeros(256, np.int64)
+        self._next_rank = -1
+        self._pre_start = np.zeros(256, np.int64)
+        self._pre_len = np.zeros(256, np.int64)
+        self._pre_cap = np.zeros(256, np.int64)
+        self._pre_ids = np.zeros(4096 if self._prefix else 1, np.int32)
+        # Per prefix posting: (index past the token's last occurrence in the item's order) * 65536 + count.
+        self._pre_pos = np.zeros(4096 if self._prefix else 1, np.int64)
+        self._pre_used = 0
+        self._built_at = 0
         # [postings scanned, exact LCS computed, bounds computed, evaluation passes]: shows the pruning.
         self.stats = np.zeros(4, np.int64)
 
@@ -112,6 +129,30 @@ class NoveltyIndex:
         cand = self._ids(tokens)
         self._qid += 1
         k = self.top_k if self.top_k > 0 else 0
+        if self._prefix:
+            found = _kernels.decide(
+                cand,
+                self.threshold,
+                self._s_min,
+                n,
+                self._lengths,
+                self._offsets,
+                self._toks,
+                self._rank,
+                self._pre_start,
+                self._pre_len,
+                self._pre_ids,
+                self._pre_pos,
+                self._stamp,
+                self._qid,
+                self._local_idx,
+                self._out_ids,
+                self._out_scores,
+                self.stats,
+            )
+            if found:
+                return NoveltyVerdict(kept=False, max_score=float(self._out_scores[0]))
+            return NoveltyVerdict(kept=True, max_score=0.0)
         cnt = _kernels.query(
             cand,
             k,
@@ -161,6 +202,9 @@ class NoveltyIndex:
             t = vocab.get(tok)
             if t is None:
                 t = vocab[tok] = len(vocab)
+                self._reserve_vocab(t + 1)
+                self._rank[t] = self._next_rank  # new tokens rank as the rarest
+                self._next_rank -= 1
             ids[i] = t
         self._reserve(len(vocab), len(tokens))
         while True:
@@ -183,8 +227,51 @@ class NoveltyIndex:
             self._arena_ids = _grown(self._arena_ids, size)
             self._arena_cnt = _grown(self._arena_cnt, size)
         self._arena_used = used
+        if self._prefix:
+            while True:
+                pre_used = _kernels.add_prefix(
+                    ids,
+                    self._n,
+                    self._rank,
+                    self._s_min,
+                    self._pre_start,
+                    self._pre_len,
+                    self._pre_cap,
+                    self._pre_ids,
+                    self._pre_pos,
+                    self._pre_used,
+                )
+                if pre_used >= 0:
+                    break
+                self._pre_ids = _grown(self._pre_ids, 2 * len(self._pre_ids))
+                self._pre_pos = _grown(self._pre_pos, len(self._pre_ids))
+            self._pre_used = pre_used
         self._texts.append(text)
         self._n += 1
+        if self._prefix and self._n >= max(2 * self._built_at, self._rebuild_min):
+            self._rebuild_prefixes()
+
+    def _rebuild_prefixes(self) -> None:
+        """Re-derive the global token order from document frequencies and rebuild every item's prefix."""
+        v = len(self._vocab)
+        self._rank[np.argsort(self._post_len[:v], kind="stable")] = np.arange(v)
+        self._next_rank = -1
+        n = self._n
+        counts = np.zeros(v, np.int64)
+        args = (n, self._lengths, self._offsets, self._toks, self._rank, self._s_min)
+        _kernels.prefix_counts(*args, counts)
+        caps = counts + counts // 4 + 4
+        starts = np.zeros(v, np.int64)
+        np.cumsum(caps[:-1], out=starts[1:])
+        total = int(starts[-1] + caps[-1]) if v else 0
+        self._pre_start[:v] = starts
+        self._pre_cap[:v] = caps
+        self._pre_len[:] = 0
+        self._pre_ids = np.zeros(total + total // 4 + 4096, np.int32)
+        self._pre_pos = np.zeros(len(self._pre_ids), np.int64)
+        _kernels.prefix_fill(*args, self._pre_start, self._pre_len, self._pre_ids, self._pre_pos)
+        self._pre_used = total
+        self._built_at = n
 
     def _reserve(self, vocab_size: int, n_tokens: int) -> None:
         """Grow the arrays so that one more item with n_tokens tokens and vocab_size token ids fits."""
@@ -214,3 +301,7 @@ class NoveltyIndex:
             self._post_len = _grown(self._post_len, vocab_size)
             self._post_cap = _grown(self._post_cap, vocab_size)
             self._local_idx = _grown(self._local_idx, vocab_size, -1)
+            self._rank = _grown(self._rank, vocab_size)
+            self._pre_start = _grown(self._pre_start, vocab_size)
+            self._pre_len = _grown(self._pre_len, vocab_size)
+            self._pre_cap = _grown(self._pre_cap, vocab_size)
