@@ -24,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PLOT = HERE.parent / "docs" / "img" / "novelty_scaling.png"
+RESULTS = HERE.parent / ".benchmarks"  # rows per mode, merged across invocations, for the combined plot
 
 
 def _rss_mb() -> float:
@@ -77,30 +78,46 @@ def run_child(n: int, top_k: int, max_seconds: float | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def save_rows(rows: list[dict], top_k: int) -> dict[int, list[dict]]:
+    """Merge these rows into .benchmarks/novelty_scaling_top{k}.json; return every saved mode's rows."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"novelty_scaling_top{top_k}.json"
+    merged = {r["n"]: r for r in (json.loads(path.read_text()) if path.exists() else [])}
+    merged.update({r["n"]: r for r in rows})
+    path.write_text(json.dumps(sorted(merged.values(), key=lambda r: r["n"]), indent=1))
+    modes = {}
+    for saved in sorted(RESULTS.glob("novelty_scaling_top*.json")):
+        mode_rows = json.loads(saved.read_text())
+        modes[mode_rows[0]["top_k"]] = mode_rows
+    return modes
+
+
+def plot(modes: dict[int, list[dict]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax1 = plt.subplots(figsize=(6, 4))
-    xs = [r["done"] for r in rows]
-    ax1.plot(xs, [r["wall_s"] for r in rows], "o-", label="wall time (s)")
-    ax1.plot(xs, [r["cpu_s"] for r in rows], "s--", label="CPU time (s)")
-    ax1.set_xscale("log")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for top_k, rows in sorted(modes.items(), reverse=True):
+        label = f"top-{top_k} (pipeline)" if top_k else "decision only (dedup)"
+        xs = [r["done"] for r in rows]
+        ax1.plot(xs, [r["cpu_s"] for r in rows], "o-", label=f"{label}: CPU")
+        ax1.plot(xs, [r["wall_s"] for r in rows], "s:", label=f"{label}: wall (shared box)")
+        ax2.plot(xs, [r["peak_rss_mb"] for r in rows], "o-", label=label)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xlabel("candidates checked (175 seeds in the pool first)")
+        ax.legend(fontsize=7)
     ax1.set_yscale("log")
-    ax1.set_xlabel("candidates checked (175 seeds in the pool first)")
     ax1.set_ylabel("seconds")
-    ax2 = ax1.twinx()
-    ax2.plot(xs, [r["peak_rss_mb"] for r in rows], "^:", color="gray", label="peak RSS (MB)")
-    ax2.set_ylabel("peak RSS (MB)")
-    lines = ax1.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left")
-    ax1.set_title(f"Exact novelty index, top-{rows[0]['top_k']} (2-core machine)")
+    ax1.set_title("Time")
+    ax2.set_ylabel("MB")
+    ax2.set_title("Peak RSS")
+    fig.suptitle("Exact ROUGE-L novelty index, 2-core machine")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -141,7 +158,7 @@ def main() -> None:
             f"| {r['n']:,} | {r['done']:,} | {r['kept']:,} ({r['pool']:,}) | {r['repeats']} | "
             f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['base_rss_mb']:.0f} |"
         )
-    plot(rows, args.plot)
+    plot(save_rows(rows, args.top_k), args.plot)
     print(f"\nPlot: {args.plot}")
 
 

@@ -129,7 +129,7 @@ def dedup(
     input_file: Annotated[
         Path,
         typer.Argument(
-            metavar="INPUT.jsonl",
+            metavar="INPUT",
             help="JSONL file to filter (e.g. an Alpaca-style dataset): one JSON object per line.",
         ),
     ],
@@ -152,6 +152,7 @@ def dedup(
         list[Path] | None,
         typer.Option(
             "--against",
+            metavar="POOL.jsonl",
             help="Put this file's instructions in the pool first, without writing them out (repeatable). "
             "The paper's seed format or any JSONL with the --field (or an 'instruction') field.",
         ),
@@ -190,5 +191,6 @@ def dedup(
     )
     console.print(
         f"Kept {summary.kept:,} of {summary.read:,} rows ({summary.dropped:,} near-duplicates dropped); "
-        f"pool {summary.pool:,} instructions; wrote {summary.out}"
+        f"pool {summary.pool:,} instructions; wrote {summary.out}",
+        soft_wrap=True,
     )
