@@ -64,7 +64,7 @@ def test_faults_are_retried_and_results_equal_a_clean_run() -> None:
         clean = asyncio.run(run_all(client_for(server), requests(60)))
     plan = FaultPlan(seed=3, rate_limit=0.1, server_error=0.1, empty=0.1, garbage=0.1, retry_after=0.01)
     with FakeOpenAIServer(numbered, faults=plan) as server:
-        client = client_for(server, concurrency=8, max_retries=8)
+        client = client_for(server, concurrency=8, max_retries=20)  # 0.4 ** 21: never flaky
         faulty = asyncio.run(run_all(client, requests(60)))
         injected = sum(server.faults_injected.values())
     assert [r.text for r in faulty] == [r.text for r in clean]

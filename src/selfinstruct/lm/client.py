@@ -92,7 +92,14 @@ class EmptyReplyError(RetryableLMError):
 
 
 class LMClient:
-    """Wraps a backend with the cache, limits, retries and accounting. One instance per run and loop."""
+    """Wraps a backend with the cache, limits, retries and accounting. One instance per run and loop.
+
+    Retries: RetryableLMError (429, 5xx, timeouts, connection errors, unusable bodies) is retried up to
+    `settings.max_retries` times, waiting Retry-After when the server gave one, else exponential backoff
+    with jitter. An empty reply from a remote endpoint is retried up to `empty_retries` times and then
+    accepted as it is (a model may really answer nothing). Local backends get no timeout: their worker
+    thread cannot be cancelled, so a timeout would only pile work up.
+    """
 
     def __init__(
         self,
@@ -103,7 +110,7 @@ class LMClient:
         progress: Callable[[ClientEvent], None] | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
-        empty_retries: int = 2,
+        empty_retries: int = 4,
     ) -> None:
         self.lm = lm
         self.settings = settings or LMSettings()
