@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             batch_size=args.batch_size,
             max_seq_length=args.seq_len,
             lora_r=args.lora_r,
-            include_seeds=args.data is not None,
+            include_seeds=args.data is not None and not args.no_seeds,
             seeds=args.seeds,
             save_steps=10_000,
             progress=False,
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--base", default="embedded")
     p.add_argument("--data", type=Path, default=None, help="run dir or JSONL [default: the seed tasks]")
     p.add_argument("--seeds", default=None, help="seed file or built-in set name")
+    p.add_argument("--no-seeds", action="store_true", help="train on --data alone (no seed tasks added)")
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=128)
