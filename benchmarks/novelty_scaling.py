@@ -99,12 +99,12 @@ def plot(modes: dict[int, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for top_k, rows in sorted(modes.items(), reverse=True):
+    for i, (top_k, rows) in enumerate(sorted(modes.items(), reverse=True)):
         label = f"top-{top_k} (pipeline)" if top_k else "decision only (dedup)"
         xs = [r["done"] for r in rows]
-        ax1.plot(xs, [r["cpu_s"] for r in rows], "o-", label=f"{label}: CPU")
-        ax1.plot(xs, [r["wall_s"] for r in rows], "s:", label=f"{label}: wall (shared box)")
-        ax2.plot(xs, [r["peak_rss_mb"] for r in rows], "o-", label=label)
+        ax1.plot(xs, [r["cpu_s"] for r in rows], "o-", color=f"C{i}", label=f"{label}: CPU")
+        ax1.plot(xs, [r["wall_s"] for r in rows], "s:", color=f"C{i}", label=f"{label}: wall (shared box)")
+        ax2.plot(xs, [r["peak_rss_mb"] for r in rows], "o-", color=f"C{i}", label=label)
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("candidates checked (175 seeds in the pool first)")
