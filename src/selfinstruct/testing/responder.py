@@ -108,8 +108,9 @@ def _generation_reply(prompt: str) -> str:
         roll = rng.random()
         if roll < 0.15:
             items.append(rng.choice(_BAD))
-        elif roll < 0.25 and shown:
-            items.append(rng.choice(shown))  # a copy of a pool instruction: novelty drops it
+        elif roll < 0.35 and shown:
+            # A pool instruction, copied or barely changed: the novelty filter drops it.
+            items.append(rng.choice(shown).rstrip(".") + rng.choice([".", " please.", " now."]))
         else:
             items.append(_instruction(rng))
     first = int(prompt.rstrip().rsplit("\n", 1)[-1].rstrip(".") or 9)
@@ -136,7 +137,7 @@ def _input_first_reply(prompt: str) -> str:
     for number in range(1, rng.randint(2, 4) + 1):
         topic = rng.choice(_OBJECTS)
         blocks.append(f"Example {number}\nInput: Some text about {topic}.\nOutput: A response about {topic}.")
-    if rng.random() < 0.2:
+    if rng.random() < 0.5:
         blocks.append(f"Example {len(blocks) + 1}\nInput: It repeats itself.\nOutput: It repeats itself.")
     return "\n".join(blocks) + "\n\n"
 
