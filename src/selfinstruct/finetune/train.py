@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import sys
 import time
@@ -88,8 +89,18 @@ def sft_arguments(cfg: FinetuneConfig, out: Path, precision: str) -> Any:
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        use_cpu=_cpu_distributed(),
+        ddp_find_unused_parameters=False,  # LoRA and full tuning use every trainable weight
         dataloader_pin_memory=precision != "fp32",  # pinning only helps (and only works) with a GPU
     )
+
+
+def _cpu_distributed() -> bool:
+    """torchrun/accelerate on a machine without CUDA: accelerate only forms a (gloo) process group on CPU
+    when told to use the CPU, otherwise every process would train alone."""
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def _checkpointing_flag(enabled: bool) -> dict[str, bool]:
