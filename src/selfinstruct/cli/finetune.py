@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,8 @@ def _quiet_library_bars() -> None:
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    # Renames announced for transformers v6, raised inside TRL/PEFT: nothing a user can act on.
+    warnings.filterwarnings("ignore", r".*deprecated and will be removed in v6.*", FutureWarning)
 
 
 def print_summary(summary: object, console: Console) -> None:
