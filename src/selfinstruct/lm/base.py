@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "error"]
@@ -27,9 +27,8 @@ class Decoding:
     seed: int | None = None
 
     def as_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data["stop"] = list(self.stop)
-        return data
+        # Built by hand: dataclasses.asdict deep-copies, and this runs for every request's cache key.
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"stop": list(self.stop)}
 
 
 @dataclass(frozen=True)
