@@ -167,3 +167,29 @@ def test_export_files_load_with_datasets(tmp_path: Path, fake_server: FakeOpenAI
     assert [m["role"] for m in chat[0]["messages"]] == ["user", "assistant"]
     finetune = [json.loads(line) for line in (out / "finetune.jsonl").read_text().splitlines()]
     assert all(set(row) == {"prompt", "completion"} for row in finetune)
+
+
+def test_summary_reports_each_endpoint(tmp_path: Path) -> None:
+    with (
+        FakeOpenAIServer(self_instruct_responder) as fast,
+        FakeOpenAIServer(self_instruct_responder, latency=0.05) as slow,
+    ):
+        run = open_run(
+            tmp_path / "run",
+            None,
+            openai_overrides(fast.base_url, **{"lm.base_url": [fast.base_url, slow.base_url]}),
+        )
+        try:
+            summary = execute(run, show_progress=False)
+        finally:
+            run.store.close()
+        served = {fast.base_url: fast.requests_served, slow.base_url: slow.requests_served}
+    rows = {row["endpoint"].rstrip("/"): row for row in summary.endpoints}
+    assert set(rows) == set(served)
+    for url, count in served.items():
+        # Stage-1 requests still in flight when the target is reached are cancelled: a server may have
+        # answered one the client never counted (at most `concurrency` = 4 of them).
+        assert count - 4 <= rows[url]["requests"] <= count and rows[url]["errors"] == 0
+    assert rows[fast.base_url]["requests"] > rows[slow.base_url]["requests"]
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["endpoints"] == summary.endpoints

@@ -108,6 +108,15 @@ def _print_summary(summary: Any) -> None:
         )
     other.add_row("wall time (s)", f"{summary.wall_seconds}")
     console.print(other)
+    if summary.endpoints:
+        endpoints = Table(title="LM endpoints")
+        for column in ("endpoint", "requests", "errors", "mean latency (s)"):
+            endpoints.add_column(column, justify="left" if column == "endpoint" else "right")
+        for row in summary.endpoints:
+            endpoints.add_row(
+                str(row["endpoint"]), str(row["requests"]), str(row["errors"]), f"{row['mean_latency_s']:.3f}"
+            )
+        console.print(endpoints)
 
 
 @app.command()

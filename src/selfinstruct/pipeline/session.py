@@ -87,7 +87,10 @@ class _Display:
         )
 
 
-async def _drive(run: OpenRun, stages: Sequence[str], console: Console, show_progress: bool) -> list[dict]:
+async def _drive(
+    run: OpenRun, stages: Sequence[str], console: Console, show_progress: bool
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Run the stages; returns (usage per stage, stats per endpoint)."""
     cache = SQLiteResponseCache(run.store.path)
     client = build_client(run.settings.lm, cache)
     display = _Display(console, show_progress)
@@ -114,11 +117,20 @@ async def _drive(run: OpenRun, stages: Sequence[str], console: Console, show_pro
             ticker.cancel()
             display.update(runner.state, client, started)
             usage = client.usage.as_rows()
+            endpoints = [
+                {
+                    "endpoint": e.endpoint,
+                    "requests": e.requests,
+                    "errors": e.errors,
+                    "mean_latency_s": round(e.mean_latency, 4),
+                }
+                for e in client.endpoint_stats()
+            ]
             await client.aclose()
             cache.close()
     if runner.state.stopped_reason:
         console.print(f"[yellow]Stopped early: {runner.state.stopped_reason}.")
-    return usage
+    return usage, endpoints
 
 
 def execute(
@@ -131,9 +143,10 @@ def execute(
     """Run the requested stages to completion, then write summary.json and summary.md in the run dir."""
     console = console or Console(stderr=True)
     started = time.monotonic()
-    usage = asyncio.run(_drive(run, stages, console, show_progress))
+    usage, endpoints = asyncio.run(_drive(run, stages, console, show_progress))
     summary = summarize(run.store)
     summary.usage = usage
+    summary.endpoints = endpoints
     summary.wall_seconds = round(time.monotonic() - started, 2)
     run_dir = run.store.path.parent
     (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")

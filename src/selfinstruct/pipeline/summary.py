@@ -21,6 +21,7 @@ class RunSummary:
     instances_kept: int
     instance_verdicts: dict[str, int]
     usage: list[dict[str, object]] = field(default_factory=list)
+    endpoints: list[dict[str, object]] = field(default_factory=list)
     wall_seconds: float | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -90,8 +91,9 @@ def summary_markdown(summary: RunSummary) -> str:
         for k, v in sorted(summary.instance_verdicts.items())
         if k != "kept"
     ]
-    if summary.usage:
-        keys = list(summary.usage[0])
-        lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in summary.usage]
+    for rows in (summary.usage, summary.endpoints):
+        if rows:
+            keys = list(rows[0])
+            lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
     return "\n".join(lines) + "\n"
