@@ -193,3 +193,30 @@ def test_summary_reports_each_endpoint(tmp_path: Path) -> None:
     assert rows[fast.base_url]["requests"] > rows[slow.base_url]["requests"]
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["endpoints"] == summary.endpoints
+
+
+def test_classification_only_uses_classification_seeds_and_header(
+    tmp_path: Path, fake_server: FakeOpenAIServer
+) -> None:
+    from tests.conftest import PAPER_SEEDS
+
+    _run(
+        tmp_path / "run",
+        fake_server.base_url,
+        seeds=str(PAPER_SEEDS),
+        num_instructions=4,
+        **{"generation.classification_only": True},
+    )
+    store = RunStore.open(tmp_path / "run")
+    try:
+        clf_seeds = {t.instruction for t in store.seed_tasks() if t.is_classification}
+        assert len(store.seed_tasks()) == 175  # the paper's file, loaded as is
+        rows = store.conn.execute("SELECT prompt, prompt_instructions FROM gen_requests").fetchall()
+        kept = {k.instruction for k in store.kept_instructions()}
+    finally:
+        store.close()
+    assert rows
+    for prompt, shown in rows:
+        assert prompt.startswith("Come up with a series of classification tasks.")
+        # Every instruction shown is a classification seed or one of the run's own.
+        assert set(json.loads(shown)) <= clf_seeds | kept
