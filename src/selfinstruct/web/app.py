@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 import jinja2
@@ -175,19 +176,10 @@ class ReviewApp:
         with db.connect(self.db_path) as conn:
             items = db.sample_items(conn, self.config.sample, self.config.seed)
             mine = db.ratings_by_key(conn, "data", rater)
-        done = sum(1 for it in items if it.key in mine)
-        pos = _position(
-            request, len(items), next((i for i, it in enumerate(items) if it.key not in mine), None)
-        )
-        item = items[pos] if pos is not None else None
         return self.render(
             request,
             "rate.html",
-            items=items,
-            item=item,
-            pos=pos,
-            done=done,
-            existing=mine.get(item.key) if item else None,
+            **_rating_state(request, items, mine),
             questions=db.QUESTIONS,
         )
 
@@ -233,19 +225,10 @@ class ReviewApp:
         with db.connect(self.db_path) as conn:
             mine = db.ratings_by_key(conn, "response", rater)
         items = self.responses
-        done = sum(1 for it in items if it.key in mine)
-        pos = _position(
-            request, len(items), next((i for i, it in enumerate(items) if it.key not in mine), None)
-        )
-        item = items[pos] if pos is not None else None
         return self.render(
             request,
             "rate_responses.html",
-            items=items,
-            item=item,
-            pos=pos,
-            done=done,
-            existing=mine.get(item.key) if item else None,
+            **_rating_state(request, items, mine),
             grades=db.GRADES,
             eval_file=str(self.config.eval_file or ""),
         )
@@ -328,6 +311,21 @@ def _safe_next(target: str) -> str:
     return (
         target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/rate"
     )
+
+
+def _rating_state(request: Request, items: list[Any], mine: dict[str, Any]) -> dict[str, Any]:
+    """What both rating pages show: the item at `?pos=` (else the first this rater has not rated),
+    how many are done, and the rater's earlier answer for it."""
+    first_open = next((i for i, it in enumerate(items) if it.key not in mine), None)
+    pos = _position(request, len(items), first_open)
+    item = items[pos] if pos is not None else None
+    return {
+        "items": items,
+        "item": item,
+        "pos": pos,
+        "done": sum(1 for it in items if it.key in mine),
+        "existing": mine.get(item.key) if item else None,
+    }
 
 
 def _position(request: Request, count: int, default: int | None) -> int | None:
