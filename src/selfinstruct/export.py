@@ -82,7 +82,7 @@ def export_run(
         tasks = store.generated_tasks()
         written: dict[str, tuple[Path, int]] = {}
         if "paper" in formats:
-            written.update(_paper_files(store, out))
+            written.update(_paper_files(store, out, tasks))
         if "finetune" in formats:
             settings = store.get_meta("settings") or {}
             seed = int(settings.get("seed", 0)) if isinstance(settings, dict) else 0
@@ -123,7 +123,7 @@ def export_run(
         store.close()
 
 
-def _paper_files(store: RunStore, out: Path) -> dict[str, tuple[Path, int]]:
+def _paper_files(store: RunStore, out: Path, tasks: list[Task]) -> dict[str, tuple[Path, int]]:
     rows = store.conn.execute(
         "SELECT i.*, c.request_id FROM instructions i"
         " JOIN candidates c ON c.id = i.candidate_id ORDER BY i.id"
@@ -190,5 +190,5 @@ def _paper_files(store: RunStore, out: Path) -> dict[str, tuple[Path, int]]:
         ),
     )
     path = out / "all_generated_instances.jsonl"
-    written["all_generated_instances"] = (path, _write_jsonl(path, instance_rows(store.generated_tasks())))
+    written["all_generated_instances"] = (path, _write_jsonl(path, instance_rows(tasks)))
     return written
