@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class FinetuneExample:
     completion: str
 
 
-@dataclass(frozen=True)
-class SimilarInstruction:
+class SimilarInstruction(NamedTuple):
+    """A pool instruction and its ROUGE-L F with a candidate (a named tuple: the novelty filter makes ten
+    per candidate, and a tuple is the cheapest record Python builds)."""
+
     instruction: str
     score: float
 

@@ -49,10 +49,14 @@ def run_index(
     with_mean: bool = False,
     add: bool = True,
     rebuild_min: int | None = None,
+    dense_min_df: int | None = None,
 ) -> list[tuple[bool, list[tuple[str, float]], float | None]]:
     index = NoveltyIndex(threshold=threshold, top_k=k, with_mean=with_mean)
     if rebuild_min is not None:  # re-derive the decision-only token order early and often
         index._rebuild_min = rebuild_min
+    if dense_min_df is not None:  # give tokens dense count columns from that many items on, whatever the pool
+        index._dense_min_df = dense_min_df
+        index._dense_share = 10**9
     for s in seeds:
         index.add(s)
     out = []
@@ -75,6 +79,9 @@ def test_check_and_add_equals_reference(seeds: list[str], cands: list[str], thre
     expected = reference(seeds, cands, threshold, k)
     got = run_index(seeds, cands, threshold, k, with_mean=True)
     assert got == expected
+    without_mean = [(kept, top, None) for kept, top, _ in expected]
+    for dense_min_df in (1, 3):  # the dense accumulator path, from the first common token on
+        assert run_index(seeds, cands, threshold, k, dense_min_df=dense_min_df) == without_mean
 
 
 @settings(max_examples=100, deadline=None)
@@ -143,9 +150,30 @@ def test_one_word_unicode_and_very_long_instructions() -> None:
             cands.append(" ".join(edited))
         cands.append(" ".join(rng.choice(vocab, size=int(rng.integers(1, 400)))))
     for k in (1, 10):
-        assert run_index(seeds, cands, 0.7, k, with_mean=True) == reference(seeds, cands, 0.7, k)
+        expected_k = reference(seeds, cands, 0.7, k)
+        assert run_index(seeds, cands, 0.7, k, with_mean=True) == expected_k
+        assert run_index(seeds, cands, 0.7, k, dense_min_df=1) == [(a, b, None) for a, b, _ in expected_k]
     expected = [kept for kept, _, _ in reference(seeds, cands, 0.7, 1)]
     assert [kept for kept, _, _ in run_index(seeds, cands, 0.7, 0, rebuild_min=4)] == expected
+
+
+def test_dense_counts_saturate_without_losing_exactness() -> None:
+    """Dense columns hold counts up to 255: a token repeated more often (in the pool or the candidate)
+    must still give rouge_score's scores."""
+    many = " ".join(["a"] * 300)
+    seeds = [many, "a b c", " ".join(["a"] * 200 + ["b"] * 60), "b " * 3 + "c"]
+    cands = [
+        " ".join(["a"] * 260),
+        " ".join(["a"] * 255 + ["b"]),
+        " ".join(["a"] * 254 + ["c"]),
+        " ".join(["a"] * 120 + ["b"] * 5),
+        "a a b",
+        "c",
+    ]
+    for k in (1, 10):
+        expected = [(kept, top, None) for kept, top, _ in reference(seeds, cands, 0.7, k)]
+        for dense_min_df in (None, 1):
+            assert run_index(seeds, cands, 0.7, k, dense_min_df=dense_min_df) == expected
 
 
 def _candidates_module():
@@ -164,7 +192,9 @@ def test_generated_candidates_equal_reference() -> None:
     cands = list(gen.generate(800, seed=3))
     expected = reference(seeds, cands, 0.7, 10)
     assert 0 < sum(kept for kept, _, _ in expected) < len(cands)
-    assert run_index(seeds, cands, 0.7, 10) == [(kept, top, None) for kept, top, _ in expected]
+    without_mean = [(kept, top, None) for kept, top, _ in expected]
+    assert run_index(seeds, cands, 0.7, 10) == without_mean
+    assert run_index(seeds, cands, 0.7, 10, dense_min_df=8) == without_mean
     for rebuild_min in (None, 16):
         decisions = run_index(seeds, cands, 0.7, 0, rebuild_min=rebuild_min)
         assert [kept for kept, _, _ in decisions] == [kept for kept, _, _ in expected]

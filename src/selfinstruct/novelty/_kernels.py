@@ -13,6 +13,13 @@ an item not met yet shares at most m-p tokens, so its F is at most max_n 2*min(m
 A bound prunes only when it is below the current k-th best exact score minus MARGIN, so float
 rounding can never flip a decision or a top-k member. Survivors get the exact LCS (bit-parallel)
 and rouge_score's own float expression.
+
+Common tokens ("dense" ones, `drow[t] >= 0`) also keep one count per pool item in a uint8 column of
+`dense`. Reading a long postings list costs a random access per posting; a column is read in order
+with SIMD. So when the scan reaches a dense token and still cannot stop, it switches to a dense
+accumulator (`dacc`), adds every remaining token at once and ends with the exact token overlap of
+every item: the final pass then bounds each item by 2*overlap/(m+n), the tightest bound available,
+before any LCS. Pruned and evaluated items of the sparse phase are handled as before (`done`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import numpy as np
 from numba import njit
 
 MARGIN = 1e-9
+# Counts in a dense column saturate here; a candidate with as many copies of a token scans its postings.
+DENSE_MAX = 255
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -119,6 +128,148 @@ def _topk_insert(out_ids, out_scores, cnt, k, j, f):
 
 
 @njit(cache=True)
+def _dense_finish(
+    m,
+    k,
+    threshold,
+    need,
+    cnt,
+    ti,
+    nd,
+    order,
+    dtok,
+    dcnt,
+    n_items,
+    lengths,
+    len8,
+    offsets,
+    toks,
+    post_start,
+    post_len,
+    arena_ids,
+    arena_cnt,
+    drow,
+    dense,
+    dacc,
+    flag,
+    done,
+    acc,
+    qid,
+    touched,
+    touched_n,
+    local_idx,
+    masks,
+    nwords,
+    vbuf,
+    out_ids,
+    out_scores,
+    stats,
+    cand_j,
+    cand_ub,
+):
+    """The rest of `query` from token order[ti] on, with a dense accumulator (m <= 255, so uint8 holds
+    any overlap): add every remaining token (dense columns in order, the others through their postings),
+    then score the items whose exact overlap bound 2*ov/(m+n) can still reach `need`, best bound first.
+    Returns (count, found)."""
+    dacc[:n_items] = 0
+    for idx in range(touched_n):
+        j = touched[idx]
+        dacc[j] = acc[j]
+    for tj in range(ti, nd):
+        t = dtok[order[tj]]
+        c_t = dcnt[order[tj]]
+        r = drow[t]
+        if r >= 0 and c_t < DENSE_MAX:
+            _add_column(dense[r], dacc, np.uint8(c_t), n_items)
+            stats[4] += n_items
+        else:
+            st = post_start[t]
+            ln = post_len[t]
+            for q in range(st, st + ln):
+                dacc[arena_ids[q]] += np.uint8(min(c_t, arena_cnt[q]))
+            stats[0] += ln
+    # Score the items whose bound reaches a level, best bound first, lowering the level until it is at
+    # or below `need`: items under the level are then out of reach. Starting high keeps the candidate
+    # lists short when `need` is still unknown (the k-th best is usually well above 0.25).
+    found = False
+    level = 0.5
+    while True:
+        lim = max(need - MARGIN, level)
+        nc = _collect(dacc, len8, flag, done, qid, lengths, m, lim, n_items, cand_j, cand_ub)
+        stats[2] += nc
+        stats[3] += 1
+        sel = np.argsort(-cand_ub[:nc], kind="mergesort")
+        for s in range(nc):
+            c_i = sel[s]
+            if cand_ub[c_i] < need - MARGIN:
+                break
+            j = cand_j[c_i]
+            done[j] = qid
+            n = lengths[j]
+            f = _rouge_f(_lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf), m, n)
+            stats[1] += 1
+            if k == 0:
+                if f > threshold:
+                    out_scores[0] = f
+                    out_ids[0] = j
+                    found = True
+                    break
+            else:
+                cnt = _topk_insert(out_ids, out_scores, cnt, k, j, f)
+                if cnt == k:
+                    need = out_scores[k - 1]
+        if found or lim <= need - MARGIN:
+            break
+        level = 0.25 if level > 0.25 else -2.0
+    return cnt, found
+
+
+@njit(cache=True)
+def _collect(dacc, len8, flag, done, qid, lengths, m, lim, n_items, cand_j, cand_ub):
+    """Items not scored yet whose exact overlap bound 2*ov/(m+n) is >= lim, into cand_j/cand_ub; a
+    float32 pre-filter with a wide margin (it can only let too many through) skips most of the pool."""
+    _flag_candidates(dacc, len8, flag, m, lim - 1e-4, n_items)
+    nc = 0
+    words = flag[: (n_items // 8) * 8].view(np.uint64)
+    for w in range(words.shape[0] + 1):
+        if w < words.shape[0]:
+            if words[w] == 0:
+                continue
+            lo, hi = 8 * w, 8 * w + 8
+        else:
+            lo, hi = 8 * words.shape[0], n_items
+        for j in range(lo, hi):
+            if flag[j] == 0 or done[j] == qid:
+                continue
+            ub = 2.0 * np.int64(dacc[j]) / (m + lengths[j])
+            if ub >= lim:
+                cand_j[nc] = j
+                cand_ub[nc] = ub
+                nc += 1
+    return nc
+
+
+@njit(cache=True)
+def _add_column(col, dacc, c8, n):
+    """dacc += min(col, c8) over the first n items (a uint8 loop that LLVM vectorises)."""
+    for j in range(n):
+        x = col[j]
+        dacc[j] += x if x < c8 else c8
+
+
+@njit(cache=True)
+def _flag_candidates(dacc, len8, flag, m, lim, n):
+    """flag[j] = 1 when item j shares a token and 2*ov/(m+n) >= lim in float32 (len8 = min(n, 255): a
+    longer item's bound is only overestimated). Branch-free, so it vectorises."""
+    limf = np.float32(lim)
+    mf = np.float32(m)
+    two = np.float32(2.0)
+    for j in range(n):
+        ov = np.float32(dacc[j])
+        flag[j] = np.uint8(ov > 0) & np.uint8(two * ov >= limf * (mf + np.float32(len8[j])))
+
+
+@njit(cache=True)
 def query(
     cand,
     k,
@@ -132,6 +283,11 @@ def query(
     post_len,
     arena_ids,
     arena_cnt,
+    drow,
+    dense,
+    dacc,
+    flag,
+    len8,
     stamp,
     done,
     acc,
@@ -151,7 +307,8 @@ def query(
     k > 0: fills out_ids/out_scores with the exact top k (score desc, id asc) and returns the count.
     k == 0: decision only; returns 1 with the first score > threshold in out_scores[0], else 0.
     exhaustive: every item's exact score goes to all_scores[:n_items] (for the exact mean).
-    stats[0] += postings scanned, stats[1] += exact LCS computed.
+    stats[0] += postings scanned, stats[1] += exact LCS computed, stats[2] += bounds computed,
+    stats[3] += evaluation passes, stats[4] += dense column entries read.
     cand_j/cand_ub/cand_h: scratch of pool capacity (preallocated: large per-query allocations are slow).
     """
     m = cand.shape[0]
@@ -230,6 +387,7 @@ def query(
             stats[2] += touched_n
             stats[3] += 1
             nc = 0
+            keep = 0
             for idx in range(touched_n):
                 j = touched[idx]
                 if done[j] == qid:
@@ -237,10 +395,15 @@ def query(
                 a = acc[j]
                 n = lengths[j]
                 ub = 2.0 * (a + min(rem, n - a)) / (m + n)
+                # A bound never rises (a + rem only falls) and `need` never falls: an item pruned once
+                # stays pruned, so it leaves the met list for good (later passes are shorter).
                 if exhaustive or ub >= need - MARGIN:
+                    touched[keep] = j
+                    keep += 1
                     cand_j[nc] = j
                     cand_ub[nc] = ub
                     nc += 1
+            touched_n = keep
             # Exact scores for the best bounds first (sorted), which lifts `need` quickly; the rest are
             # only looked at in the final pass, where the bounds are tightest.
             head = 2 * max(k, 1)
@@ -315,6 +478,47 @@ def query(
                 ti = nd
                 continue  # final evaluation pass, then stop
         c_t = dcnt[order[ti]]
+        if not exhaustive and drow[t] >= 0 and c_t < DENSE_MAX and m <= DENSE_MAX:
+            cnt, found = _dense_finish(
+                m,
+                k,
+                threshold,
+                need,
+                cnt,
+                ti,
+                nd,
+                order,
+                dtok,
+                dcnt,
+                n_items,
+                lengths,
+                len8,
+                offsets,
+                toks,
+                post_start,
+                post_len,
+                arena_ids,
+                arena_cnt,
+                drow,
+                dense,
+                dacc,
+                flag,
+                done,
+                acc,
+                qid,
+                touched,
+                touched_n,
+                local_idx,
+                masks,
+                nwords,
+                vbuf,
+                out_ids,
+                out_scores,
+                stats,
+                cand_j,
+                cand_ub,
+            )
+            break
         st = post_start[t]
         for q in range(st, st + lt):
             j = arena_ids[q]
@@ -336,11 +540,12 @@ def query(
         return 1 if found else 0
     if cnt < k:
         # Fewer than k items share a token: the rest of the top k are zero-score items in pool order.
-        # (All tokens were scanned in that case, since `need` stayed below every bound.)
+        # (Nothing was pruned in that case, since `need` stayed below every bound: every item sharing a
+        # token got its exact score and is `done`.)
         for j in range(n_items):
             if cnt == k:
                 break
-            if stamp[j] != qid:
+            if done[j] != qid:
                 out_ids[cnt] = j
                 out_scores[cnt] = 0.0
                 cnt += 1
@@ -402,6 +607,44 @@ def add_item(
         arena_cnt[q] = c
         post_len[t] = ln + 1
     return arena_used
+
+
+@njit(cache=True)
+def add_dense(item_toks, j, min_df, share, drow, n_dense, dense, post_start, post_len, arena_ids, arena_cnt):
+    """Item j (already in the flat postings) into the dense columns of its dense tokens; a token whose
+    postings reach max(min_df, pool/share) becomes dense (its column filled from its postings).
+    Returns the new number of dense rows, or -1 (nothing changed) when `dense` has no free row."""
+    m = item_toks.shape[0]
+    srt = np.sort(item_toks)
+    n_pool = j + 1
+    promote = 0
+    i = 0
+    while i < m:
+        t = srt[i]
+        while i < m and srt[i] == t:
+            i += 1
+        if drow[t] < 0 and post_len[t] >= min_df and post_len[t] * share >= n_pool:
+            promote += 1
+    if n_dense + promote > dense.shape[0]:
+        return -1
+    i = 0
+    while i < m:
+        t = srt[i]
+        c = 0
+        while i < m and srt[i] == t:
+            c += 1
+            i += 1
+        r = drow[t]
+        if r >= 0:
+            dense[r, j] = min(c, DENSE_MAX)
+        elif post_len[t] >= min_df and post_len[t] * share >= n_pool:
+            r = n_dense
+            n_dense += 1
+            drow[t] = r
+            st = post_start[t]
+            for q in range(st, st + post_len[t]):
+                dense[r, arena_ids[q]] = min(arena_cnt[q], DENSE_MAX)
+    return n_dense
 
 
 # -- decision-only mode: prefix filtering ---------------------------------------------------------------

@@ -12,6 +12,18 @@ from selfinstruct.novelty.rouge import tokenize
 from selfinstruct.records import NoveltyVerdict, SimilarInstruction
 
 
+def _grown_2d(arr: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A copy of the 2-D `arr` with at least `rows` rows and `cols` columns (doubling), new cells zero."""
+    r, c = max(arr.shape[0], 8), max(arr.shape[1], 16)
+    while r < rows:
+        r *= 2
+    while c < cols:
+        c *= 2
+    out = np.zeros((r, c), dtype=arr.dtype)
+    out[: arr.shape[0], : arr.shape[1]] = arr
+    return out
+
+
 def _grown(arr: np.ndarray, size: int, fill: int | float = 0) -> np.ndarray:
     """A copy of `arr` with room for at least `size` entries (capacity doubles), new slots = fill."""
     cap = max(len(arr), 16)
@@ -37,6 +49,9 @@ class NoveltyIndex:
 
     # Pool size at which the decision-only token order is first re-derived from frequencies (then doubling).
     _rebuild_min = 1024
+    # A token gets a dense count column once it is in at least max(min_df, pool / share) items.
+    _dense_min_df = 64
+    _dense_share = 512
 
     def __init__(self, threshold: float = 0.7, top_k: int = 10, with_mean: bool = False) -> None:
         if top_k < 0:
@@ -68,6 +83,14 @@ class NoveltyIndex:
         self._out_ids = np.zeros(max(self.top_k, 1), np.int64)
         self._out_scores = np.zeros(max(self.top_k, 1), np.float64)
         self._qid = 0
+        # Dense count columns of the common tokens (top-k mode without the mean; see _kernels.query).
+        self._dense_on = self.top_k > 0 and not self.with_mean
+        self._drow = np.full(256, -1, np.int64)
+        self._dense = np.zeros((8 if self._dense_on else 1, 16 if self._dense_on else 1), np.uint8)
+        self._n_dense = 0
+        self._dacc = np.zeros(16, np.uint8)
+        self._flag = np.zeros(16, np.uint8)
+        self._len8 = np.zeros(16, np.uint8)  # min(length, 255) per item, for the dense pre-filter
         # Decision-only mode uses prefix filtering: a global token order (smaller rank = rarer; new tokens
         # get decreasing negative ranks) and postings of each item's prefix only.
         self._s_min = self.threshold - _kernels.MARGIN
@@ -82,8 +105,8 @@ class NoveltyIndex:
         self._pre_pos = np.zeros(4096 if self._prefix else 1, np.int64)
         self._pre_used = 0
         self._built_at = 0
-        # [postings scanned, exact LCS computed, bounds computed, evaluation passes]: shows the pruning.
-        self.stats = np.zeros(4, np.int64)
+        # [postings scanned, exact LCS computed, bounds computed, evaluation passes, dense entries read].
+        self.stats = np.zeros(5, np.int64)
 
     def __len__(self) -> int:
         return self._n
@@ -97,18 +120,20 @@ class NoveltyIndex:
 
     def add(self, text: str) -> None:
         """Put `text` into the pool unconditionally (seed tasks, `--against` files)."""
-        self._add_tokens(text, tokenize(text))
+        tokens = tokenize(text)
+        self._add_tokens(text, tokens, self._ids(tokens))
 
     def check(self, text: str) -> NoveltyVerdict:
         """Verdict for `text` against the current pool; the pool is not changed."""
-        return self._check_tokens(tokenize(text))
+        return self._check_ids(self._ids(tokenize(text)))
 
     def check_and_add(self, text: str) -> NoveltyVerdict:
         """Verdict for `text`; when kept it joins the pool at once (later candidates see it)."""
         tokens = tokenize(text)
-        verdict = self._check_tokens(tokens)
+        ids = self._ids(tokens)
+        verdict = self._check_ids(ids)
         if verdict.kept:
-            self._add_tokens(text, tokens)
+            self._add_tokens(text, tokens, ids)
         return verdict
 
     def check_and_add_many(self, texts: Iterable[str]) -> Iterator[NoveltyVerdict]:
@@ -119,14 +144,14 @@ class NoveltyIndex:
     # -- internals --------------------------------------------------------------------------------
 
     def _ids(self, tokens: list[str]) -> np.ndarray:
+        """Token ids, -1 for tokens the pool has never seen."""
         get = self._vocab.get
-        return np.fromiter((get(t, -1) for t in tokens), np.int64, len(tokens))
+        return np.array([get(t, -1) for t in tokens], np.int64)
 
-    def _check_tokens(self, tokens: list[str]) -> NoveltyVerdict:
+    def _check_ids(self, cand: np.ndarray) -> NoveltyVerdict:
         n = self._n
         if n == 0:
             return NoveltyVerdict(kept=True, max_score=0.0, most_similar=(), mean_score=None)
-        cand = self._ids(tokens)
         self._qid += 1
         k = self.top_k if self.top_k > 0 else 0
         if self._prefix:
@@ -166,6 +191,11 @@ class NoveltyIndex:
             self._post_len,
             self._arena_ids,
             self._arena_cnt,
+            self._drow,
+            self._dense,
+            self._dacc,
+            self._flag,
+            self._len8,
             self._stamp,
             self._done,
             self._acc,
@@ -187,18 +217,22 @@ class NoveltyIndex:
             return NoveltyVerdict(kept=True, max_score=0.0, mean_score=mean)
         texts = self._texts
         similar = tuple(
-            SimilarInstruction(texts[j], s)
-            for j, s in zip(self._out_ids[:cnt].tolist(), self._out_scores[:cnt].tolist(), strict=True)
+            map(
+                SimilarInstruction,
+                [texts[j] for j in self._out_ids[:cnt].tolist()],
+                self._out_scores[:cnt].tolist(),
+            )
         )
         best = similar[0].score if similar else 0.0
         return NoveltyVerdict(
             kept=not best > self.threshold, max_score=best, most_similar=similar, mean_score=mean
         )
 
-    def _add_tokens(self, text: str, tokens: list[str]) -> None:
+    def _add_tokens(self, text: str, tokens: list[str], ids: np.ndarray) -> None:
+        """Append an item; `ids` are its token ids from `_ids` (-1 entries get new ids here, in place)."""
         vocab = self._vocab
-        ids = np.empty(len(tokens), np.int64)
-        for i, tok in enumerate(tokens):
+        for i in np.flatnonzero(ids < 0).tolist():
+            tok = tokens[i]
             t = vocab.get(tok)
             if t is None:
                 t = vocab[tok] = len(vocab)
@@ -227,6 +261,8 @@ class NoveltyIndex:
             self._arena_ids = _grown(self._arena_ids, size)
             self._arena_cnt = _grown(self._arena_cnt, size)
         self._arena_used = used
+        if self._dense_on:
+            self._add_dense(ids)
         if self._prefix:
             while True:
                 pre_used = _kernels.add_prefix(
@@ -246,10 +282,31 @@ class NoveltyIndex:
                 self._pre_ids = _grown(self._pre_ids, 2 * len(self._pre_ids))
                 self._pre_pos = _grown(self._pre_pos, len(self._pre_ids))
             self._pre_used = pre_used
+        self._len8[self._n] = min(len(tokens), 255)
         self._texts.append(text)
         self._n += 1
         if self._prefix and self._n >= max(2 * self._built_at, self._rebuild_min):
             self._rebuild_prefixes()
+
+    def _add_dense(self, ids: np.ndarray) -> None:
+        while True:
+            n_dense = _kernels.add_dense(
+                ids,
+                self._n,
+                self._dense_min_df,
+                self._dense_share,
+                self._drow,
+                self._n_dense,
+                self._dense,
+                self._post_start,
+                self._post_len,
+                self._arena_ids,
+                self._arena_cnt,
+            )
+            if n_dense >= 0:
+                break
+            self._dense = _grown_2d(self._dense, 2 * self._dense.shape[0], self._dense.shape[1])
+        self._n_dense = n_dense
 
     def _rebuild_prefixes(self) -> None:
         """Re-derive the global token order from document frequencies and rebuild every item's prefix."""
@@ -286,6 +343,11 @@ class NoveltyIndex:
             self._cand_j = _grown(self._cand_j, items)
             self._cand_ub = _grown(self._cand_ub, items)
             self._cand_h = _grown(self._cand_h, items)
+            self._dacc = _grown(self._dacc, items)
+            self._flag = _grown(self._flag, items)
+            self._len8 = _grown(self._len8, items)
+            if self._dense_on:
+                self._dense = _grown_2d(self._dense, self._dense.shape[0], len(self._lengths))
             if self.with_mean:
                 self._all_scores = _grown(self._all_scores, items)
         if len(self._offsets) < len(self._lengths) + 1:
@@ -301,6 +363,7 @@ class NoveltyIndex:
             self._post_len = _grown(self._post_len, vocab_size)
             self._post_cap = _grown(self._post_cap, vocab_size)
             self._local_idx = _grown(self._local_idx, vocab_size, -1)
+            self._drow = _grown(self._drow, vocab_size, -1)
             self._rank = _grown(self._rank, vocab_size)
             self._pre_start = _grown(self._pre_start, vocab_size)
             self._pre_len = _grown(self._pre_len, vocab_size)
