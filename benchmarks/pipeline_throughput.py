@@ -2,8 +2,13 @@
 
 With C requests in flight and latency L, no client can beat C / L requests per second. This measures the
 whole pipeline (all three stages, the novelty filter and the SQLite run store in the loop) against that
-bound, for several C. The fake server runs in its own process, as a real server would, so that it does
-not share the pipeline's GIL (`--same-process` to put it in ours).
+bound, for several C, two ways:
+- end to end: replies / wall time of `execute` (includes start-up: imports, loading the compiled novelty
+  kernels, opening the store, and the drain at the end where fewer than C requests remain);
+- model busy: replies / the span from the server's first request to its last reply, i.e. how well the
+  pipeline keeps the model fed once it runs (the issue's question).
+The fake server runs in its own process, as a real server would, so that it does not share the
+pipeline's GIL (`--same-process` to put it in ours).
 Usage: python benchmarks/pipeline_throughput.py [--latency 0.2] [--concurrency 1 8 64] [--repeats 3]
 """
 
@@ -31,7 +36,7 @@ from selfinstruct.testing.responder import self_instruct_responder
 with FakeOpenAIServer(self_instruct_responder, latency=float(sys.argv[1])) as server:
     print(server.base_url, flush=True)
     sys.stdin.read()  # until the benchmark closes our stdin
-    print(server.requests_served, flush=True)
+    print(server.requests_served, server.first_request_at, server.last_reply_at, flush=True)
 """
 
 
@@ -66,21 +71,21 @@ def run_pipeline(tmp: Path, base_url: str, concurrency: int, gen_requests: int) 
     return time.perf_counter() - start
 
 
-def one_run(concurrency: int, latency: float, gen_requests: int, separate: bool) -> tuple[float, int]:
-    """(wall seconds, requests the server answered)."""
+def one_run(concurrency: int, latency: float, gen_requests: int, separate: bool) -> tuple[float, float, int]:
+    """(wall seconds of the run, seconds from the server's first request to its last reply, replies)."""
     with tempfile.TemporaryDirectory() as tmp:
         if not separate:
             with FakeOpenAIServer(self_instruct_responder, latency=latency) as server:
-                return run_pipeline(
-                    Path(tmp), server.base_url, concurrency, gen_requests
-                ), server.requests_served
+                wall = run_pipeline(Path(tmp), server.base_url, concurrency, gen_requests)
+                assert server.first_request_at is not None and server.last_reply_at is not None
+                return wall, server.last_reply_at - server.first_request_at, server.requests_served
         with server_process(latency) as (base_url, proc):
             wall = run_pipeline(Path(tmp), base_url, concurrency, gen_requests)
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.close()
-            served = int(proc.stdout.readline())
+            served, first, last = proc.stdout.readline().split()
             proc.wait(timeout=30)
-            return wall, served
+            return wall, float(last) - float(first), int(served)
 
 
 def main() -> None:
@@ -94,19 +99,25 @@ def main() -> None:
     where = "the same process" if args.same_process else "a separate process"
     print(f"{platform.machine()}, Python {platform.python_version()}, latency {args.latency * 1000:.0f} ms,")
     print(f"fake server in {where}; pipeline with the novelty filter and the SQLite run store")
-    print("| C | bound (req/s) | measured (req/s, median) | share of bound | requests per run | runs |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| C | bound (req/s) | end to end (req/s) | share | model busy (req/s) | share "
+        "| requests per run | runs |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in args.concurrency:
         bound = c / args.latency
         # Each stage-1 request brings about 2-3 stage-2/3 requests; size runs to last ~`seconds`.
         gen_requests = max(4, int(bound * args.seconds / 3))
-        rates, served = [], 0
+        ends, busy, served = [], [], 0
         for _ in range(args.repeats):
-            wall, served = one_run(c, args.latency, gen_requests, not args.same_process)
-            rates.append(served / wall)
-        median = statistics.median(rates)
-        share = 100 * median / bound
-        print(f"| {c} | {bound:.1f} | {median:.1f} | {share:.1f}% | {served} | {args.repeats} |")
+            wall, span, served = one_run(c, args.latency, gen_requests, not args.same_process)
+            ends.append(served / wall)
+            busy.append(served / span)
+        e, b = statistics.median(ends), statistics.median(busy)
+        print(
+            f"| {c} | {bound:.1f} | {e:.1f} | {100 * e / bound:.1f}% | {b:.1f} | {100 * b / bound:.1f}% "
+            f"| {served} | {args.repeats} |"
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,13 @@ class StageUsage:
     retries: int = 0
 
     def add(self, other: StageUsage) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
+        # Field by field: the progress display sums the stages several times a second.
+        self.requests += other.requests
+        self.cache_hits += other.cache_hits
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.errors += other.errors
+        self.retries += other.retries
 
 
 @dataclass

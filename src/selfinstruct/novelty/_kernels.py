@@ -422,6 +422,9 @@ def query(
                         pos -= 1
                     cand_h[pos] = c_i
                 sel = cand_h[:nh]
+            elif exhaustive:
+                nh = nc
+                sel = np.arange(nc)  # every item is scored anyway: no order needed
             else:
                 nh = nc
                 sel = np.argsort(-cand_ub[:nc], kind="mergesort")
@@ -432,8 +435,13 @@ def query(
                 j = cand_j[c_i]
                 done[j] = qid
                 n = lengths[j]
-                f = _rouge_f(_lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf), m, n)
-                stats[1] += 1
+                if exhaustive and acc[j] <= 1:
+                    # Every token was scanned, so acc is the exact overlap; sharing one token means LCS 1.
+                    lcs = acc[j]
+                else:
+                    lcs = _lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf)
+                    stats[1] += 1
+                f = _rouge_f(lcs, m, n)
                 if exhaustive:
                     all_scores[j] = f
                 if k == 0:

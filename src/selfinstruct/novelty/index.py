@@ -210,7 +210,8 @@ class NoveltyIndex:
             self._cand_ub,
             self._cand_h,
         )
-        mean = float(np.mean(self._all_scores[:n])) if self.with_mean else None
+        # np.mean's own arithmetic (pairwise np.add.reduce, then one division) without its Python wrapper.
+        mean = float(np.add.reduce(self._all_scores[:n])) / n if self.with_mean else None
         if k == 0:
             if cnt:
                 return NoveltyVerdict(kept=False, max_score=float(self._out_scores[0]), mean_score=mean)

@@ -97,9 +97,9 @@ class PipelineRunner:
         self.state.kept = len(self.machine_instructions)
 
     # -- stage 1 ---------------------------------------------------------------------------------------
-    def _enough(self) -> bool:
+    def _enough(self, requests_made: int) -> bool:
         max_requests = self.settings.generation.max_requests
-        if max_requests is not None and self.store.count("SELECT COUNT(*) FROM gen_requests") >= max_requests:
+        if max_requests is not None and requests_made >= max_requests:
             self.state.stopped_reason = f"reached --max-requests {max_requests}"
             return True
         return self.state.kept >= self.state.target
@@ -115,9 +115,10 @@ class PipelineRunner:
         head = pending[0].id if pending else self.store.next_gen_request_id()
         next_id = self.store.next_gen_request_id()
         processor = InstructionProcessor(self.settings, self.index)
+        requests_made = self.store.count("SELECT COUNT(*) FROM gen_requests")  # then counted here
         try:
             while self.state.kept < self.state.target:
-                while next_id < head + window and not self._enough():
+                while next_id < head + window and not self._enough(requests_made):
                     prompt = build_generation_prompt(
                         self.settings, self.seed_instructions, self.machine_instructions, next_id
                     )
@@ -125,6 +126,7 @@ class PipelineRunner:
                     in_flight[next_id] = asyncio.create_task(self._send_generation(next_id, prompt.text))
                     first_numbers[next_id] = len(prompt.instructions) + 1
                     next_id += 1
+                    requests_made += 1
                 if head not in in_flight:
                     break  # nothing left to wait for (request cap reached)
                 completion = await in_flight.pop(head)

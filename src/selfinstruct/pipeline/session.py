@@ -74,9 +74,11 @@ class _Display:
         self.task_id = self.progress.add_task("instructions", total=1, stats="")
 
     def update(self, state: PipelineState, client: Any, started: float) -> None:
-        rows = client.usage.as_rows()
-        requests = sum(int(r.get("requests", 0)) for r in rows)
-        tokens = sum(int(r.get("prompt_tokens", 0)) + int(r.get("completion_tokens", 0)) for r in rows)
+        if self.progress.disable:
+            return
+        total = client.usage.total
+        requests = total.requests
+        tokens = total.prompt_tokens + total.completion_tokens
         rate = requests / max(time.monotonic() - started, 1e-9)
         stats = (
             f"in flight {client.in_flight} | {rate:.1f} req/s | {tokens:,} tokens"

@@ -107,6 +107,10 @@ class FakeOpenAIServer:
         self.host = host
         self.requests_served = 0  # replies sent with a completion (faults excluded)
         self.requests_received = 0
+        # Wall-clock (time.time) of the first completion request and of the last reply: the span in which
+        # the "model" was in use, for throughput measurements that leave out the client's start-up.
+        self.first_request_at: float | None = None
+        self.last_reply_at: float | None = None
         self.faults_injected: dict[str, int] = {}
         self.bodies: list[dict[str, Any]] = []  # every JSON request body received, in order
         self._rng = random.Random(self.faults.seed)
@@ -254,6 +258,8 @@ class FakeOpenAIServer:
             return 400, {"error": {"message": "invalid JSON body"}}, {}
         with self._lock:
             self.bodies.append(body)
+            if self.first_request_at is None:
+                self.first_request_at = time.time()
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         return await self._answer(path, body)
@@ -307,6 +313,7 @@ class FakeOpenAIServer:
         with self._lock:
             self.requests_served += 1
             serial = self.requests_served
+            self.last_reply_at = time.time()
         reply_body = {
             "id": f"cmpl-{serial}",
             "object": "chat.completion" if chat else "text_completion",
