@@ -145,6 +145,9 @@ class PipelineRunner:
                 self.state.gen_requests_done += 1
                 head += 1
                 self.on_update(self.state)
+                # Awaiting a reply that is already in does not yield: without this, a burst of replies
+                # would be processed back to back while the requests just created wait to be sent.
+                await asyncio.sleep(0)
         finally:
             # Requests beyond the target stay 'pending' in the store: a later, larger run resends them.
             for task in in_flight.values():

@@ -33,7 +33,8 @@ def echo_responder(prompt: str, body: dict[str, Any]) -> str:
 
 
 def count_tokens(text: str) -> int:
-    return len(_WORD.findall(text))
+    """Whitespace-separated words (what `_WORD` matches), counted without building match objects."""
+    return len(text.split())
 
 
 def cut_reply(text: str, max_tokens: int, stops: list[str]) -> tuple[str, str]:
@@ -244,6 +245,7 @@ class FakeOpenAIServer:
     async def _handle(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
     ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+        arrived = time.monotonic()
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, {"error": {"message": "invalid api key"}}, {}
         if method == "GET" and path.endswith("/models"):
@@ -260,9 +262,19 @@ class FakeOpenAIServer:
             self.bodies.append(body)
             if self.first_request_at is None:
                 self.first_request_at = time.time()
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
-        return await self._answer(path, body)
+        # The reply is computed while the "model" works: latency counts from the request's arrival, so
+        # the fake's own CPU does not add to it (under a burst of requests it would otherwise pile up).
+        result = await self._answer(path, body)
+        wait = arrived + self.latency - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        status, payload, _ = result
+        if status == 200 and isinstance(payload, dict) and "choices" in payload:
+            with self._lock:  # counted when the reply goes out (stop() during the wait cuts it)
+                self.requests_served += 1
+                payload["id"] = f"cmpl-{self.requests_served}"
+                self.last_reply_at = time.time()
+        return result
 
     def _next_fault(self) -> str | None:
         with self._lock:
@@ -310,12 +322,8 @@ class FakeOpenAIServer:
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = text
-        with self._lock:
-            self.requests_served += 1
-            serial = self.requests_served
-            self.last_reply_at = time.time()
         reply_body = {
-            "id": f"cmpl-{serial}",
+            "id": "",  # numbered when sent
             "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()),
             "model": body.get("model", self.model),
