@@ -1,7 +1,7 @@
 """LoRA fine-tuning of the embedded model on CPU: seconds per step, peak memory, loss curve.
 
     python benchmarks/finetune_cpu.py                          # seed tasks as data, 24 steps
-    python benchmarks/finetune_cpu.py --data RUN_DIR --steps 40 --json docs/bench/finetune_cpu.json
+    python benchmarks/finetune_cpu.py --data RUN_DIR --steps 40 --json .benchmarks/finetune_cpu.json
 
 It runs `selfinstruct finetune`'s own training path (build_trainer: TRL SFTTrainer, completion-only loss,
 LoRA r8 on q/k/v/o) with a callback that times every optimizer step. The first step is left out of the
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = run(args)
     print(json.dumps(result, indent=1))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
 
