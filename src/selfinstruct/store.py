@@ -159,7 +159,11 @@ class RunStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All-or-nothing: a crash inside leaves the database as before."""
+        """All-or-nothing: a crash inside leaves the database as before. Inside another transaction it
+        is simply part of it (the outer one commits or rolls back)."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn

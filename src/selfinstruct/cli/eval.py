@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -30,6 +29,7 @@ from selfinstruct.evaluate.run import (
 from selfinstruct.evaluate.superni import load_superni_tasks, superni_items
 from selfinstruct.evaluate.tasks import load_task_file, task_items
 from selfinstruct.evaluate.template import parse_template
+from selfinstruct.lm import eventloop
 from selfinstruct.lm.base import LMError
 from selfinstruct.lm.settings import LMSettings
 
@@ -304,7 +304,7 @@ def _execute(
     started = time.monotonic()
     try:
         with context:
-            records, usage = asyncio.run(
+            records, usage = eventloop.run(
                 _evaluate(items, settings, options, cache_path, judge_settings, progress)
             )
     except LMError as exc:

@@ -116,34 +116,42 @@ class PipelineRunner:
         next_id = self.store.next_gen_request_id()
         processor = InstructionProcessor(self.settings, self.index)
         requests_made = self.store.count("SELECT COUNT(*) FROM gen_requests")  # then counted here
+
+        def fill_window() -> None:
+            """Build, store and send requests up to `window` past the oldest unprocessed one."""
+            nonlocal next_id, requests_made
+            while next_id < head + window and not self._enough(requests_made):
+                prompt = build_generation_prompt(
+                    self.settings, self.seed_instructions, self.machine_instructions, next_id
+                )
+                self.store.add_gen_request(next_id, prompt.instructions, prompt.text)
+                in_flight[next_id] = asyncio.create_task(self._send_generation(next_id, prompt.text))
+                first_numbers[next_id] = len(prompt.instructions) + 1
+                next_id += 1
+                requests_made += 1
+
         try:
-            while self.state.kept < self.state.target:
-                while next_id < head + window and not self._enough(requests_made):
-                    prompt = build_generation_prompt(
-                        self.settings, self.seed_instructions, self.machine_instructions, next_id
-                    )
-                    self.store.add_gen_request(next_id, prompt.instructions, prompt.text)
-                    in_flight[next_id] = asyncio.create_task(self._send_generation(next_id, prompt.text))
-                    first_numbers[next_id] = len(prompt.instructions) + 1
-                    next_id += 1
-                    requests_made += 1
-                if head not in in_flight:
-                    break  # nothing left to wait for (request cap reached)
+            with self.store.transaction():
+                fill_window()
+            while self.state.kept < self.state.target and head in in_flight:
                 completion = await in_flight.pop(head)
                 records, kept = processor.process(
                     completion.text, completion.finish_reason, first_numbers.pop(head)
                 )
-                new_ids = self.store.finish_gen_request(
-                    head, completion.text, completion.finish_reason, records, kept
-                )
-                for instruction_id, record in zip(
-                    new_ids, (r for r in records if r.position in kept), strict=True
-                ):
-                    self.machine_instructions.append(record.instruction)
-                    self._follow_up(instruction_id, record.instruction, None)
-                self.state.kept = len(self.machine_instructions)
-                self.state.gen_requests_done += 1
-                head += 1
+                # The reply's results and the requests it lets through the window: one commit.
+                with self.store.transaction():
+                    new_ids = self.store.finish_gen_request(
+                        head, completion.text, completion.finish_reason, records, kept
+                    )
+                    for instruction_id, record in zip(
+                        new_ids, (r for r in records if r.position in kept), strict=True
+                    ):
+                        self.machine_instructions.append(record.instruction)
+                        self._follow_up(instruction_id, record.instruction, None)
+                    self.state.kept = len(self.machine_instructions)
+                    self.state.gen_requests_done += 1
+                    head += 1
+                    fill_window()
                 self.on_update(self.state)
                 # Awaiting a reply that is already in does not yield: without this, a burst of replies
                 # would be processed back to back while the requests just created wait to be sent.

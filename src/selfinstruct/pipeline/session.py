@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from selfinstruct.config import RunSettings, resolve_settings
 from selfinstruct.errors import UserError
+from selfinstruct.lm import eventloop
 from selfinstruct.lm.cache import SQLiteResponseCache
 from selfinstruct.lm.factory import build_client
 from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
@@ -145,7 +146,7 @@ def execute(
     """Run the requested stages to completion, then write summary.json and summary.md in the run dir."""
     console = console or Console(stderr=True)
     started = time.monotonic()
-    usage, endpoints = asyncio.run(_drive(run, stages, console, show_progress))
+    usage, endpoints = eventloop.run(_drive(run, stages, console, show_progress))
     summary = summarize(run.store)
     summary.usage = usage
     summary.endpoints = endpoints
