@@ -48,12 +48,9 @@ def run_index(
     k: int,
     with_mean: bool = False,
     add: bool = True,
-    rebuild_min: int | None = None,
     dense_min_df: int | None = None,
 ) -> list[tuple[bool, list[tuple[str, float]], float | None]]:
     index = NoveltyIndex(threshold=threshold, top_k=k, with_mean=with_mean)
-    if rebuild_min is not None:  # re-derive the decision-only token order early and often
-        index._rebuild_min = rebuild_min
     if dense_min_df is not None:  # give tokens dense count columns from that many items on, whatever the pool
         index._dense_min_df = dense_min_df
         index._dense_share = 10**9
@@ -90,8 +87,8 @@ def test_decision_only_mode_and_check_without_add(
     seeds: list[str], cands: list[str], threshold: float
 ) -> None:
     expected = reference(seeds, cands, threshold, 10)
-    for rebuild_min in (None, 2):
-        decisions = [kept for kept, _, _ in run_index(seeds, cands, threshold, 0, rebuild_min=rebuild_min)]
+    for dense_min_df in (None, 1):
+        decisions = [kept for kept, _, _ in run_index(seeds, cands, threshold, 0, dense_min_df=dense_min_df)]
         assert decisions == [kept for kept, _, _ in expected]
     assert run_index(seeds, cands, threshold, 10, add=False) == [
         (kept, top, None) for kept, top, _ in reference(seeds, cands, threshold, 10, add=False)
@@ -154,7 +151,9 @@ def test_one_word_unicode_and_very_long_instructions() -> None:
         assert run_index(seeds, cands, 0.7, k, with_mean=True) == expected_k
         assert run_index(seeds, cands, 0.7, k, dense_min_df=1) == [(a, b, None) for a, b, _ in expected_k]
     expected = [kept for kept, _, _ in reference(seeds, cands, 0.7, 1)]
-    assert [kept for kept, _, _ in run_index(seeds, cands, 0.7, 0, rebuild_min=4)] == expected
+    for dense_min_df in (None, 1):
+        decisions = run_index(seeds, cands, 0.7, 0, dense_min_df=dense_min_df)
+        assert [kept for kept, _, _ in decisions] == expected
 
 
 def test_dense_counts_saturate_without_losing_exactness() -> None:
@@ -195,6 +194,6 @@ def test_generated_candidates_equal_reference() -> None:
     without_mean = [(kept, top, None) for kept, top, _ in expected]
     assert run_index(seeds, cands, 0.7, 10) == without_mean
     assert run_index(seeds, cands, 0.7, 10, dense_min_df=8) == without_mean
-    for rebuild_min in (None, 16):
-        decisions = run_index(seeds, cands, 0.7, 0, rebuild_min=rebuild_min)
+    for dense_min_df in (None, 8):
+        decisions = run_index(seeds, cands, 0.7, 0, dense_min_df=dense_min_df)
         assert [kept for kept, _, _ in decisions] == [kept for kept, _, _ in expected]

@@ -47,8 +47,6 @@ class NoveltyIndex:
     the drop (the first one found above the threshold, not necessarily the maximum), or 0.0 when kept.
     """
 
-    # Pool size at which the decision-only token order is first re-derived from frequencies (then doubling).
-    _rebuild_min = 1024
     # A token gets a dense count column once it is in at least max(min_df, pool / share) items.
     _dense_min_df = 64
     _dense_share = 512
@@ -83,28 +81,14 @@ class NoveltyIndex:
         self._out_ids = np.zeros(max(self.top_k, 1), np.int64)
         self._out_scores = np.zeros(max(self.top_k, 1), np.float64)
         self._qid = 0
-        # Dense count columns of the common tokens (top-k mode without the mean; see _kernels.query).
-        self._dense_on = self.top_k > 0 and not self.with_mean
+        # Dense count columns of the common tokens (all modes but the exhaustive mean; see _kernels.query).
+        self._dense_on = not self.with_mean
         self._drow = np.full(256, -1, np.int64)
         self._dense = np.zeros((8 if self._dense_on else 1, 16 if self._dense_on else 1), np.uint8)
         self._n_dense = 0
         self._dacc = np.zeros(16, np.uint8)
         self._flag = np.zeros(16, np.uint8)
         self._len8 = np.zeros(16, np.uint8)  # min(length, 255) per item, for the dense pre-filter
-        # Decision-only mode uses prefix filtering: a global token order (smaller rank = rarer; new tokens
-        # get decreasing negative ranks) and postings of each item's prefix only.
-        self._s_min = self.threshold - _kernels.MARGIN
-        self._prefix = self.top_k == 0 and not self.with_mean and self._s_min > 0.0
-        self._rank = np.zeros(256, np.int64)
-        self._next_rank = -1
-        self._pre_start = np.zeros(256, np.int64)
-        self._pre_len = np.zeros(256, np.int64)
-        self._pre_cap = np.zeros(256, np.int64)
-        self._pre_ids = np.zeros(4096 if self._prefix else 1, np.int32)
-        # Per prefix posting: (index past the token's last occurrence in the item's order) * 65536 + count.
-        self._pre_pos = np.zeros(4096 if self._prefix else 1, np.int64)
-        self._pre_used = 0
-        self._built_at = 0
         # [postings scanned, exact LCS computed, bounds computed, evaluation passes, dense entries read].
         self.stats = np.zeros(5, np.int64)
 
@@ -154,30 +138,6 @@ class NoveltyIndex:
             return NoveltyVerdict(kept=True, max_score=0.0, most_similar=(), mean_score=None)
         self._qid += 1
         k = self.top_k if self.top_k > 0 else 0
-        if self._prefix:
-            found = _kernels.decide(
-                cand,
-                self.threshold,
-                self._s_min,
-                n,
-                self._lengths,
-                self._offsets,
-                self._toks,
-                self._rank,
-                self._pre_start,
-                self._pre_len,
-                self._pre_ids,
-                self._pre_pos,
-                self._stamp,
-                self._qid,
-                self._local_idx,
-                self._out_ids,
-                self._out_scores,
-                self.stats,
-            )
-            if found:
-                return NoveltyVerdict(kept=False, max_score=float(self._out_scores[0]))
-            return NoveltyVerdict(kept=True, max_score=0.0)
         cnt = _kernels.query(
             cand,
             k,
@@ -238,8 +198,6 @@ class NoveltyIndex:
             if t is None:
                 t = vocab[tok] = len(vocab)
                 self._reserve_vocab(t + 1)
-                self._rank[t] = self._next_rank  # new tokens rank as the rarest
-                self._next_rank -= 1
             ids[i] = t
         self._reserve(len(vocab), len(tokens))
         while True:
@@ -264,30 +222,9 @@ class NoveltyIndex:
         self._arena_used = used
         if self._dense_on:
             self._add_dense(ids)
-        if self._prefix:
-            while True:
-                pre_used = _kernels.add_prefix(
-                    ids,
-                    self._n,
-                    self._rank,
-                    self._s_min,
-                    self._pre_start,
-                    self._pre_len,
-                    self._pre_cap,
-                    self._pre_ids,
-                    self._pre_pos,
-                    self._pre_used,
-                )
-                if pre_used >= 0:
-                    break
-                self._pre_ids = _grown(self._pre_ids, 2 * len(self._pre_ids))
-                self._pre_pos = _grown(self._pre_pos, len(self._pre_ids))
-            self._pre_used = pre_used
         self._len8[self._n] = min(len(tokens), 255)
         self._texts.append(text)
         self._n += 1
-        if self._prefix and self._n >= max(2 * self._built_at, self._rebuild_min):
-            self._rebuild_prefixes()
 
     def _add_dense(self, ids: np.ndarray) -> None:
         while True:
@@ -308,28 +245,6 @@ class NoveltyIndex:
                 break
             self._dense = _grown_2d(self._dense, 2 * self._dense.shape[0], self._dense.shape[1])
         self._n_dense = n_dense
-
-    def _rebuild_prefixes(self) -> None:
-        """Re-derive the global token order from document frequencies and rebuild every item's prefix."""
-        v = len(self._vocab)
-        self._rank[np.argsort(self._post_len[:v], kind="stable")] = np.arange(v)
-        self._next_rank = -1
-        n = self._n
-        counts = np.zeros(v, np.int64)
-        args = (n, self._lengths, self._offsets, self._toks, self._rank, self._s_min)
-        _kernels.prefix_counts(*args, counts)
-        caps = counts + counts // 4 + 4
-        starts = np.zeros(v, np.int64)
-        np.cumsum(caps[:-1], out=starts[1:])
-        total = int(starts[-1] + caps[-1]) if v else 0
-        self._pre_start[:v] = starts
-        self._pre_cap[:v] = caps
-        self._pre_len[:] = 0
-        self._pre_ids = np.zeros(total + total // 4 + 4096, np.int32)
-        self._pre_pos = np.zeros(len(self._pre_ids), np.int64)
-        _kernels.prefix_fill(*args, self._pre_start, self._pre_len, self._pre_ids, self._pre_pos)
-        self._pre_used = total
-        self._built_at = n
 
     def _reserve(self, vocab_size: int, n_tokens: int) -> None:
         """Grow the arrays so that one more item with n_tokens tokens and vocab_size token ids fits."""
@@ -365,7 +280,4 @@ class NoveltyIndex:
             self._post_cap = _grown(self._post_cap, vocab_size)
             self._local_idx = _grown(self._local_idx, vocab_size, -1)
             self._drow = _grown(self._drow, vocab_size, -1)
-            self._rank = _grown(self._rank, vocab_size)
-            self._pre_start = _grown(self._pre_start, vocab_size)
-            self._pre_len = _grown(self._pre_len, vocab_size)
-            self._pre_cap = _grown(self._pre_cap, vocab_size)
+
