@@ -6,8 +6,8 @@ The fake OpenAI server runs in its own process with a fixed reply latency. Each 
 completion requests (an ~1.5 KB prompt) with C in flight; reported: requests/s and the client process's
 CPU time per request (the server's CPU is not counted). `backend` is what ships
 (`selfinstruct.lm.openai_compat.OpenAICompatLM`, aiohttp); `httpcore pools` is the previous design
-(httpcore connection pools of 4 connections each, talking to httpx's transport directly); `httpx` is one
-`httpx.AsyncClient`. All run in the same process, one after the other.
+(httpcore connection pools of 4 connections each, talking to httpx's transport directly, with read/write
+timeouts); `httpx` is one `httpx.AsyncClient`. All run in the same process, one after the other.
 """
 
 from __future__ import annotations
@@ -62,10 +62,11 @@ async def run_all(url: str, n: int, c: int) -> list[tuple[str, float, float]]:
 
     pools = [httpcore.AsyncConnectionPool(max_connections=4) for _ in range(max(1, c // 4))]
     headers = [(b"Content-Type", b"application/json")]
+    timeouts = {"connect": 60.0, "read": 60.0, "write": 60.0, "pool": None}  # as any real client sets
 
     async def via_pools(i: int) -> object:
         response = await pools[i % len(pools)].request(
-            "POST", f"{url}/completions", headers=headers, content=_body(i)
+            "POST", f"{url}/completions", headers=headers, content=_body(i), extensions={"timeout": timeouts}
         )
         return json.loads(response.content)
 
