@@ -103,7 +103,7 @@ def plot(modes: dict[int, list[dict]], path: Path) -> None:
         label = f"top-{top_k} (pipeline)" if top_k else "decision only (dedup)"
         xs = [r["done"] for r in rows]
         ax1.plot(xs, [r["cpu_s"] for r in rows], "o-", color=f"C{i}", label=f"{label}: CPU")
-        ax1.plot(xs, [r["wall_s"] for r in rows], "s:", color=f"C{i}", label=f"{label}: wall (shared box)")
+        ax1.plot(xs, [r["wall_s"] for r in rows], "s:", color=f"C{i}", label=f"{label}: wall")
         ax2.plot(xs, [r["peak_rss_mb"] for r in rows], "o-", color=f"C{i}", label=label)
     for ax in (ax1, ax2):
         ax.set_xscale("log")
