@@ -127,50 +127,39 @@ def _topk_insert(out_ids, out_scores, cnt, k, j, f):
     return cnt
 
 
+@njit(cache=True, inline="always")
+def _exact(j, m, masks, nwords, local_idx, toks, offsets, lengths, vbuf, done, qid, stats):
+    """rouge_score's F of the candidate (as match masks) and pool item j; marks j scored (`done`)."""
+    done[j] = qid
+    stats[1] += 1
+    n = lengths[j]
+    return _rouge_f(_lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf), m, n)
+
+
+@njit(cache=True, inline="always")
+def _take(j, f, k, threshold, cnt, need, out_ids, out_scores):
+    """Record item j's exact score f: into the top k (k > 0; `need` becomes the k-th best once there are
+    k), or, deciding only, whether it drops the candidate. Returns (count, need, found)."""
+    if k == 0:
+        if f > threshold:
+            out_scores[0] = f
+            out_ids[0] = j
+            return cnt, need, True
+        return cnt, need, False
+    cnt = _topk_insert(out_ids, out_scores, cnt, k, j, f)
+    if cnt == k:
+        need = out_scores[k - 1]
+    return cnt, need, False
+
+
 @njit(cache=True)
-def _dense_finish(
-    m,
-    k,
-    threshold,
-    need,
-    cnt,
-    ti,
-    nd,
-    order,
-    dtok,
-    dcnt,
-    n_items,
-    lengths,
-    len8,
-    offsets,
-    toks,
-    post_start,
-    post_len,
-    arena_ids,
-    arena_cnt,
-    drow,
-    dense,
-    dacc,
-    flag,
-    done,
-    acc,
-    qid,
-    touched,
-    touched_n,
-    local_idx,
-    masks,
-    nwords,
-    vbuf,
-    out_ids,
-    out_scores,
-    stats,
-    cand_j,
-    cand_ub,
+def _dense_overlaps(
+    ti, nd, order, dtok, dcnt, n_items, touched, touched_n, acc, dacc, drow, dense, post, stats
 ):
-    """The rest of `query` from token order[ti] on, with a dense accumulator (m <= 255, so uint8 holds
-    any overlap): add every remaining token (dense columns in order, the others through their postings),
-    then score the items whose exact overlap bound 2*ov/(m+n) can still reach `need`, best bound first.
-    Returns (count, found)."""
+    """dacc[:n_items] = each item's exact token overlap with the candidate: the met items' overlaps so
+    far, plus every token from order[ti] on (dense columns in order, the others through their postings
+    `post` = (post_start, post_len, arena_ids, arena_cnt)). m <= 255, so uint8 holds any overlap."""
+    post_start, post_len, arena_ids, arena_cnt = post
     dacc[:n_items] = 0
     for idx in range(touched_n):
         j = touched[idx]
@@ -188,40 +177,6 @@ def _dense_finish(
             for q in range(st, st + ln):
                 dacc[arena_ids[q]] += np.uint8(min(c_t, arena_cnt[q]))
             stats[0] += ln
-    # Score the items whose bound reaches a level, best bound first, lowering the level until it is at
-    # or below `need`: items under the level are then out of reach. Starting high keeps the candidate
-    # lists short when `need` is still unknown (the k-th best is usually well above 0.25).
-    found = False
-    level = 0.5
-    while True:
-        lim = max(need - MARGIN, level)
-        nc = _collect(dacc, len8, flag, done, qid, lengths, m, lim, n_items, cand_j, cand_ub)
-        stats[2] += nc
-        stats[3] += 1
-        sel = np.argsort(-cand_ub[:nc], kind="mergesort")
-        for s in range(nc):
-            c_i = sel[s]
-            if cand_ub[c_i] < need - MARGIN:
-                break
-            j = cand_j[c_i]
-            done[j] = qid
-            n = lengths[j]
-            f = _rouge_f(_lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf), m, n)
-            stats[1] += 1
-            if k == 0:
-                if f > threshold:
-                    out_scores[0] = f
-                    out_ids[0] = j
-                    found = True
-                    break
-            else:
-                cnt = _topk_insert(out_ids, out_scores, cnt, k, j, f)
-                if cnt == k:
-                    need = out_scores[k - 1]
-        if found or lim <= need - MARGIN:
-            break
-        level = 0.25 if level > 0.25 else -2.0
-    return cnt, found
 
 
 @njit(cache=True)
@@ -433,48 +388,26 @@ def query(
                 if not exhaustive and cand_ub[c_i] < need - MARGIN:
                     break
                 j = cand_j[c_i]
-                done[j] = qid
-                n = lengths[j]
                 if exhaustive and acc[j] <= 1:
                     # Every token was scanned, so acc is the exact overlap; sharing one token means LCS 1.
-                    lcs = acc[j]
+                    done[j] = qid
+                    f = _rouge_f(acc[j], m, lengths[j])
                 else:
-                    lcs = _lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf)
-                    stats[1] += 1
-                f = _rouge_f(lcs, m, n)
+                    f = _exact(j, m, masks, nwords, local_idx, toks, offsets, lengths, vbuf, done, qid, stats)
                 if exhaustive:
                     all_scores[j] = f
-                if k == 0:
-                    if f > threshold:
-                        out_scores[0] = f
-                        out_ids[0] = j
-                        found = True
-                        break
-                else:
-                    cnt = _topk_insert(out_ids, out_scores, cnt, k, j, f)
-                    if cnt == k:
-                        need = out_scores[k - 1]
+                cnt, need, found = _take(j, f, k, threshold, cnt, need, out_ids, out_scores)
+                if found:
+                    break
             if last and nh < nc and not found:
                 for c_i in range(nc):
                     j = cand_j[c_i]
                     if done[j] == qid or cand_ub[c_i] < need - MARGIN:
                         continue
-                    done[j] = qid
-                    n = lengths[j]
-                    f = _rouge_f(
-                        _lcs(masks, nwords, m, local_idx, toks, offsets[j], offsets[j] + n, vbuf), m, n
-                    )
-                    stats[1] += 1
-                    if k == 0:
-                        if f > threshold:
-                            out_scores[0] = f
-                            out_ids[0] = j
-                            found = True
-                            break
-                    else:
-                        cnt = _topk_insert(out_ids, out_scores, cnt, k, j, f)
-                        if cnt == k:
-                            need = out_scores[k - 1]
+                    f = _exact(j, m, masks, nwords, local_idx, toks, offsets, lengths, vbuf, done, qid, stats)
+                    cnt, need, found = _take(j, f, k, threshold, cnt, need, out_ids, out_scores)
+                    if found:
+                        break
             if found:
                 break
         if last:
@@ -487,45 +420,33 @@ def query(
                 continue  # final evaluation pass, then stop
         c_t = dcnt[order[ti]]
         if not exhaustive and drow[t] >= 0 and c_t < DENSE_MAX and m <= DENSE_MAX:
-            cnt, found = _dense_finish(
-                m,
-                k,
-                threshold,
-                need,
-                cnt,
-                ti,
-                nd,
-                order,
-                dtok,
-                dcnt,
-                n_items,
-                lengths,
-                len8,
-                offsets,
-                toks,
-                post_start,
-                post_len,
-                arena_ids,
-                arena_cnt,
-                drow,
-                dense,
-                dacc,
-                flag,
-                done,
-                acc,
-                qid,
-                touched,
-                touched_n,
-                local_idx,
-                masks,
-                nwords,
-                vbuf,
-                out_ids,
-                out_scores,
-                stats,
-                cand_j,
-                cand_ub,
+            # Common token reached and no stop yet: exact overlaps for every item, then exact scores for
+            # the items whose bound 2*ov/(m+n) reaches a level, best first, lowering the level until it
+            # is at or below `need` (items under it are then out of reach). Starting at 0.5 keeps the
+            # lists short while `need` is unknown (the k-th best is usually well above 0.25).
+            post = (post_start, post_len, arena_ids, arena_cnt)
+            _dense_overlaps(
+                ti, nd, order, dtok, dcnt, n_items, touched, touched_n, acc, dacc, drow, dense, post, stats
             )
+            level = 0.5
+            while True:
+                lim = max(need - MARGIN, level)
+                nc = _collect(dacc, len8, flag, done, qid, lengths, m, lim, n_items, cand_j, cand_ub)
+                stats[2] += nc
+                stats[3] += 1
+                sel = np.argsort(-cand_ub[:nc], kind="mergesort")
+                for s in range(nc):
+                    c_i = sel[s]
+                    if cand_ub[c_i] < need - MARGIN:
+                        break
+                    j = cand_j[c_i]
+                    f = _exact(j, m, masks, nwords, local_idx, toks, offsets, lengths, vbuf, done, qid, stats)
+                    cnt, need, found = _take(j, f, k, threshold, cnt, need, out_ids, out_scores)
+                    if found:
+                        break
+                if found or lim <= need - MARGIN:
+                    break
+                level = 0.25 if level > 0.25 else -2.0
             break
         st = post_start[t]
         for q in range(st, st + lt):
