@@ -103,6 +103,27 @@ def _lcs(masks, nwords, m, local_idx, toks, start, end, v):
     return zeros
 
 
+@njit(cache=True)
+def _runs(ids):
+    """The distinct values of `ids` in increasing order and how often each occurs."""
+    srt = np.sort(ids)
+    m = srt.shape[0]
+    vals = np.empty(m, np.int64)
+    counts = np.empty(m, np.int64)
+    n = 0
+    i = 0
+    while i < m:
+        t = srt[i]
+        c = 0
+        while i < m and srt[i] == t:
+            c += 1
+            i += 1
+        vals[n] = t
+        counts[n] = c
+        n += 1
+    return vals[:n], counts[:n]
+
+
 @njit(cache=True, inline="always")
 def _better(s1, i1, s2, i2):
     return s1 > s2 or (s1 == s2 and i1 < i2)
@@ -282,27 +303,15 @@ def query(
             out_scores[j] = 0.0
         return cnt
 
-    # Distinct known tokens with their counts, rarest (fewest postings) first.
-    srt = np.sort(cand)
-    dtok = np.empty(m, np.int64)
-    dcnt = np.empty(m, np.int64)
-    nd = 0
+    # Distinct known tokens with their counts, rarest (fewest postings) first. Unknown tokens (-1) sort
+    # first and match nothing.
+    dtok, dcnt = _runs(cand)
     unknown = 0
-    i = 0
-    while i < m:
-        t = srt[i]
-        c = 0
-        while i < m and srt[i] == t:
-            c += 1
-            i += 1
-        if t < 0:
-            unknown += c
-        else:
-            dtok[nd] = t
-            dcnt[nd] = c
-            nd += 1
-    dtok = dtok[:nd]
-    dcnt = dcnt[:nd]
+    if dtok[0] < 0:
+        unknown = dcnt[0]
+        dtok = dtok[1:]
+        dcnt = dcnt[1:]
+    nd = dtok.shape[0]
     df = np.empty(nd, np.int64)
     for d in range(nd):
         df[d] = post_len[dtok[d]]
@@ -497,14 +506,10 @@ def add_item(
 ):
     """Append item n_items; returns the new arena fill, or -1 (nothing changed) if the arena is full."""
     m = item_toks.shape[0]
-    srt = np.sort(item_toks)
+    vals, counts = _runs(item_toks)
     # Space check first so that a full arena leaves everything untouched.
     need_space = 0
-    i = 0
-    while i < m:
-        t = srt[i]
-        while i < m and srt[i] == t:
-            i += 1
+    for t in vals:
         if post_len[t] == post_cap[t]:
             need_space += max(4, 2 * post_cap[t])
     if arena_used + need_space > arena_ids.shape[0]:
@@ -514,13 +519,9 @@ def add_item(
         toks[start + pos] = item_toks[pos]
     lengths[n_items] = m
     offsets[n_items + 1] = start + m
-    i = 0
-    while i < m:
-        t = srt[i]
-        c = 0
-        while i < m and srt[i] == t:
-            c += 1
-            i += 1
+    for d in range(vals.shape[0]):
+        t = vals[d]
+        c = counts[d]
         ln = post_len[t]
         if ln == post_cap[t]:
             cap = max(4, 2 * post_cap[t])
@@ -543,26 +544,17 @@ def add_dense(item_toks, j, min_df, share, drow, n_dense, dense, post_start, pos
     """Item j (already in the flat postings) into the dense columns of its dense tokens; a token whose
     postings reach max(min_df, pool/share) becomes dense (its column filled from its postings).
     Returns the new number of dense rows, or -1 (nothing changed) when `dense` has no free row."""
-    m = item_toks.shape[0]
-    srt = np.sort(item_toks)
+    vals, counts = _runs(item_toks)
     n_pool = j + 1
     promote = 0
-    i = 0
-    while i < m:
-        t = srt[i]
-        while i < m and srt[i] == t:
-            i += 1
+    for t in vals:
         if drow[t] < 0 and post_len[t] >= min_df and post_len[t] * share >= n_pool:
             promote += 1
     if n_dense + promote > dense.shape[0]:
         return -1
-    i = 0
-    while i < m:
-        t = srt[i]
-        c = 0
-        while i < m and srt[i] == t:
-            c += 1
-            i += 1
+    for d in range(vals.shape[0]):
+        t = vals[d]
+        c = counts[d]
         r = drow[t]
         if r >= 0:
             dense[r, j] = min(c, DENSE_MAX)
