@@ -118,8 +118,10 @@ def test_browse_search_rate_with_keys_and_summary(server: str, browser: object) 
     wait.until(lambda drv: "q=sort" in drv.current_url)
     # The URL changes when the results page commits, possibly before its rows are there: poll the rows.
     wait.until(
-        lambda drv: [r.text for r in drv.find_elements(By.CSS_SELECTOR, "#results td.text")]
-        == ["Sort the numbers in ascending order."]
+        lambda drv: (
+            [r.text for r in drv.find_elements(By.CSS_SELECTOR, "#results td.text")]
+            == ["Sort the numbers in ascending order."]
+        )
     )
 
     # The XSS item's detail page: instance markup stays text too.
@@ -152,10 +154,12 @@ def test_browse_search_rate_with_keys_and_summary(server: str, browser: object) 
     _keys(d, Keys.ARROW_LEFT)
     wait.until(lambda drv: "pos=" in drv.current_url)
     checked = wait.until(
-        lambda drv: drv.execute_script(
-            "return Array.from(document.querySelectorAll('#rate-form input:checked'), e => e.value);"
-        )
-        or None  # an empty list means the page is still loading: poll again
+        lambda drv: (
+            drv.execute_script(
+                "return Array.from(document.querySelectorAll('#rate-form input:checked'), e => e.value);"
+            )
+            or None
+        )  # an empty list means the page is still loading: poll again
     )
     assert checked == ["no", "no", "no"]
 

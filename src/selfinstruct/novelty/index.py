@@ -280,4 +280,3 @@ class NoveltyIndex:
             self._post_cap = _grown(self._post_cap, vocab_size)
             self._local_idx = _grown(self._local_idx, vocab_size, -1)
             self._drow = _grown(self._drow, vocab_size, -1)
-
