@@ -115,12 +115,12 @@ class PipelineRunner:
         head = pending[0].id if pending else self.store.next_gen_request_id()
         next_id = self.store.next_gen_request_id()
         processor = InstructionProcessor(self.settings, self.index)
-        requests_made = self.store.count("SELECT COUNT(*) FROM gen_requests")  # then counted here
 
         def fill_window() -> None:
             """Build, store and send requests up to `window` past the oldest unprocessed one."""
-            nonlocal next_id, requests_made
-            while next_id < head + window and not self._enough(requests_made):
+            nonlocal next_id
+            # Request ids are 0, 1, 2, ... (every row takes MAX(id) + 1), so next_id is the count made.
+            while next_id < head + window and not self._enough(next_id):
                 prompt = build_generation_prompt(
                     self.settings, self.seed_instructions, self.machine_instructions, next_id
                 )
@@ -128,7 +128,6 @@ class PipelineRunner:
                 in_flight[next_id] = asyncio.create_task(self._send_generation(next_id, prompt.text))
                 first_numbers[next_id] = len(prompt.instructions) + 1
                 next_id += 1
-                requests_made += 1
 
         try:
             with self.store.transaction():
