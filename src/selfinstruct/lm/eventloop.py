@@ -12,19 +12,24 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop can be imported, else asyncio's default one."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)`, on a uvloop loop when uvloop can be imported.
+    """`asyncio.run(main)` on a loop from `new_event_loop`.
 
     The objects alive before the run (the imported libraries: hundreds of thousands) are frozen out of
     the garbage collector for its duration: a full collection over them stalled the loop for up to
     150 ms with 64 requests in flight, and none of them becomes garbage meanwhile."""
     gc.freeze()
     try:
-        try:
-            import uvloop
-        except ImportError:
-            return asyncio.run(main)
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
             return runner.run(main)
     finally:
         gc.unfreeze()

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from selfinstruct.lm import eventloop
+
 Responder = Callable[[str, dict[str, Any]], str]
 
 _WORD = re.compile(r"\S+")
@@ -144,12 +146,7 @@ class FakeOpenAIServer:
         return self
 
     def _run(self) -> None:
-        try:  # uvloop where installed (as vLLM's server uses): less CPU per request under load
-            import uvloop
-
-            loop = uvloop.new_event_loop()
-        except ImportError:
-            loop = asyncio.new_event_loop()
+        loop = eventloop.new_event_loop()  # uvloop where installed (vLLM's server uses it too)
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
