@@ -68,6 +68,11 @@ class SQLiteResponseCache:
             self._conn.execute(_SCHEMA)
             self._conn.commit()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For settings that concern the file as a whole (the run's WAL checkpointer)."""
+        return self._conn
+
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._conn.execute(

@@ -22,7 +22,7 @@ from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
 from selfinstruct.pipeline.summary import RunSummary, summarize, summary_markdown
 from selfinstruct.records import Task
 from selfinstruct.seeds import load_seed_tasks
-from selfinstruct.store import RunStore
+from selfinstruct.store import RunStore, WalCheckpointer
 
 
 @dataclass
@@ -112,7 +112,7 @@ async def _drive(
             display.update(runner.state, client, started)
             await asyncio.sleep(0.5)
 
-    with display.progress:
+    with display.progress, WalCheckpointer(run.store.path, [run.store.conn, cache.connection]):
         ticker = asyncio.create_task(refresh())
         try:
             await runner.run()
