@@ -48,9 +48,9 @@ def sample_prompt_instructions(
     """`machine` from the generated pool (fewer while fewer exist, then more seeds), the rest from the
     seeds, shuffled."""
     n_machine = min(machine, len(machine_instructions))
-    chosen = rng.sample(list(machine_instructions), n_machine) if n_machine else []
+    chosen = rng.sample(machine_instructions, n_machine) if n_machine else []
     n_seed = min(total - n_machine, len(seed_instructions))
-    chosen += rng.sample(list(seed_instructions), n_seed)
+    chosen += rng.sample(seed_instructions, n_seed)
     rng.shuffle(chosen)
     return chosen
 

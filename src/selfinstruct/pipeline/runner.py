@@ -75,7 +75,7 @@ class PipelineRunner:
 
     # -- entry point -----------------------------------------------------------------------------------
     async def run(self) -> PipelineState:
-        self._load_pool()
+        self._load_machine_instructions()
         for kept in self.store.kept_instructions(
             where="is_classification IS NULL OR instances_status = 'pending'"
         ):
@@ -87,14 +87,15 @@ class PipelineRunner:
         self.on_update(self.state)
         return self.state
 
-    def _load_pool(self) -> None:
-        """Seeds first, then kept instructions in acceptance order: the pool as it was."""
-        for instruction in self.seed_instructions:
-            self.index.add(instruction)
-        for kept in self.store.kept_instructions():
-            self.index.add(kept.instruction)
-            self.machine_instructions.append(kept.instruction)
+    def _load_machine_instructions(self) -> None:
+        """Kept instructions in acceptance order (prompts sample from them)."""
+        self.machine_instructions = [kept.instruction for kept in self.store.kept_instructions()]
         self.state.kept = len(self.machine_instructions)
+
+    def _index_pool(self) -> None:
+        """Seeds first, then kept instructions in acceptance order: the pool as it was."""
+        for instruction in (*self.seed_instructions, *self.machine_instructions):
+            self.index.add(instruction)
 
     # -- stage 1 ---------------------------------------------------------------------------------------
     def _enough(self, requests_made: int) -> bool:
@@ -132,6 +133,9 @@ class PipelineRunner:
         try:
             with self.store.transaction():
                 fill_window()
+            # Building the pool's index takes a while (its first use loads the compiled kernels) and no
+            # reply can be processed before it: build it in a thread while the first requests travel.
+            await asyncio.to_thread(self._index_pool)
             while self.state.kept < self.state.target and head in in_flight:
                 completion = await in_flight.pop(head)
                 records, kept = processor.process(
