@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from qwen2_shapes import qwen2_config
+
 # Dense bf16 peaks (no sparsity), FLOP/s, from the vendors' data sheets.
 PEAK_BF16 = {
     "H200": 989.4e12,
@@ -46,34 +49,6 @@ def peak_flops(device_name: str) -> float | None:
         if key in device_name:
             return value
     return None
-
-
-def qwen2_config(tiny: bool) -> Any:
-    """Qwen2.5-0.5B's shape (494M parameters, tied embeddings); `tiny` keeps the shape family only."""
-    from transformers import Qwen2Config
-
-    if tiny:
-        return Qwen2Config(
-            vocab_size=1024,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            tie_word_embeddings=True,
-        )
-    return Qwen2Config(
-        vocab_size=151936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        rope_theta=1_000_000.0,
-        tie_word_embeddings=True,
-    )
 
 
 def offline_tokenizer(vocab_size: int) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from selfinstruct.lm.base import Decoding
 from selfinstruct.lm.settings import LMSettings
 from selfinstruct.lm.transformers_backend import TransformersLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from qwen2_shapes import qwen2_config
 
 WORDS = [
     "summarize",
@@ -69,27 +73,7 @@ def build_model(directory: Path, tiny: bool) -> None:
         tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>"
     )
     fast.save_pretrained(directory)
-    if tiny:
-        config = transformers.Qwen2Config(
-            vocab_size=512,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-        )
-    else:  # the shape of Qwen2-0.5B
-        config = transformers.Qwen2Config(
-            vocab_size=151936,
-            hidden_size=896,
-            intermediate_size=4864,
-            num_hidden_layers=24,
-            num_attention_heads=14,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            tie_word_embeddings=True,
-        )
+    config = qwen2_config(tiny, vocab_size=512)
     # Random weights: no end-of-sequence token, so both sides decode the full length.
     config.pad_token_id, config.eos_token_id = fast.pad_token_id, None
     torch.manual_seed(0)
