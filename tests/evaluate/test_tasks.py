@@ -63,7 +63,7 @@ def test_filter_limit_and_template(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "line", "message"),
     [
-        ('{"instruction": "x", "instances": [{"input": "", "output": "y"}]}\n{oops\n', 2, "not valid JSON"),
+        ('{"instruction": "x", "instances": [{"input": "", "output": "y"}]}\n{oops\n', 2, "invalid JSON"),
         ('{"instances": [{"input": "", "output": "y"}]}\n', 1, "instruction"),
         ('{"instruction": "x", "instances": []}\n', 1, "non-empty list"),
         ('{"instruction": "x", "instances": [{"input": 1, "output": "y"}]}\n', 1, "must be strings"),

@@ -169,7 +169,7 @@ def test_reads_paper_instance_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "line", "fragment"),
     [
-        ('{"prompt": "a", "completion": "b"}\n{not json\n', 2, "not valid JSON"),
+        ('{"prompt": "a", "completion": "b"}\n{not json\n', 2, "invalid JSON"),
         ("[1, 2]\n", 1, "JSON object"),
         ('{"prompt": "a"}\n', 1, '"completion" is missing'),
         ('{"prompt": "a", "completion": 3}\n', 1, "not a string"),
@@ -195,5 +195,5 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
     empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(InputFileError, match="no records"):
         read_finetune_data(empty)
-    with pytest.raises(InputFileError, match="not found"):
+    with pytest.raises(InputFileError, match="no such file"):
         read_finetune_data(tmp_path / "missing.jsonl")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.jsonl import parse_jsonl_lines
 from selfinstruct.records import Instance
 from selfinstruct.seeds import resolve_seed_source
 from selfinstruct.store import DB_NAME, RunStore
@@ -103,21 +104,13 @@ def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputFileError(path, exc.lineno, f"not valid JSON: {exc.msg}") from exc
+            raise InputFileError(path, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
         for index, obj in enumerate(items, start=1):
             if not isinstance(obj, dict):
                 raise InputFileError(path, None, f"item {index} is not a JSON object")
             yield index, obj
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(path, number, f"not valid JSON: {exc.msg}") from exc
-        if not isinstance(obj, dict):
-            raise InputFileError(path, number, "expected a JSON object")
+    for number, _, obj in parse_jsonl_lines(text.splitlines(), path):
         yield number, obj
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.jsonl import read_jsonl
 from selfinstruct.novelty import NoveltyIndex
 
 
@@ -27,28 +27,6 @@ class DedupSummary:
     @property
     def dropped(self) -> int:
         return self.read - self.kept
-
-
-def _rows(path: Path) -> Iterator[tuple[int, str, dict]]:
-    """(1-based line number, raw line, parsed object) for each non-blank line; bad lines raise."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputFileError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputFileError(path, number, f"invalid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise InputFileError(path, number, "expected a JSON object")
-                yield number, line, row
-        except UnicodeDecodeError:
-            raise InputFileError(path, None, "not UTF-8 text") from None
 
 
 def _text(path: Path, number: int, row: dict, field: str, fallback: str | None = None) -> str:
@@ -81,11 +59,13 @@ def dedup_file(
         raise UserError("--out must differ from the input file")
     index = NoveltyIndex(threshold=threshold, top_k=10 if annotate else 0, with_mean=with_mean)
     for path in against or []:
-        for number, _, row in _rows(path):
+        for number, _, row in read_jsonl(path):
             index.add(_text(path, number, row, field, fallback="instruction"))
 
+    if not input_path.exists():
+        raise InputFileError(input_path, None, "no such file")
     read = kept = 0
-    size = input_path.stat().st_size if input_path.exists() else 0
+    size = input_path.stat().st_size
     progress = Progress(
         TextColumn("[bold]dedup"),
         BarColumn(),
@@ -100,7 +80,7 @@ def dedup_file(
         with progress, tmp.open("w", encoding="utf-8") as sink:
             task = progress.add_task("dedup", total=size, kept=0, rows=0)
             pending = 0
-            for number, line, row in _rows(input_path):
+            for number, line, row in read_jsonl(input_path):
                 verdict = index.check_and_add(_text(input_path, number, row, field))
                 read += 1
                 if verdict.kept:
@@ -113,12 +93,12 @@ def dedup_file(
                             row["avg_similarity_score"] = verdict.mean_score
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                     else:
-                        sink.write(line if line.endswith("\n") else line + "\n")
-                pending += len(line.encode("utf-8"))
+                        sink.write(line + "\n")
+                pending += len(line.encode("utf-8")) + 1
                 if read % 256 == 0:
                     progress.update(task, advance=pending, kept=kept, rows=read)
                     pending = 0
-            progress.update(task, advance=pending, kept=kept, rows=read)
+            progress.update(task, completed=size, kept=kept, rows=read)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

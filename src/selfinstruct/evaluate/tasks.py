@@ -4,20 +4,19 @@ per line with `instruction` and `instances` (`input`, `output`), optionally `id`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.items import EvalItem
 from selfinstruct.evaluate.superni import matches_filter
 from selfinstruct.evaluate.template import PromptTemplate
+from selfinstruct.jsonl import read_jsonl
 from selfinstruct.records import Instance, Task
 from selfinstruct.seeds import resolve_seed_source
 
 
-def parse_task_line(data: object, path: Path, line: int) -> Task:
-    if not isinstance(data, dict):
-        raise InputFileError(path, line, "expected a JSON object")
+def parse_task_line(data: dict[str, Any], path: Path, line: int) -> Task:
     instruction = data.get("instruction")
     if not isinstance(instruction, str) or not instruction.strip():
         raise InputFileError(path, line, "missing or empty 'instruction'")
@@ -50,21 +49,7 @@ def load_task_file(spec: Path | str) -> list[Task]:
     instructions carry no `is_classification`, so it is optional here. Blank lines are skipped; a bad
     line names the file and line number."""
     path = resolve_seed_source(str(spec))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: no such file") from exc
-    except UnicodeDecodeError as exc:
-        raise InputFileError(path, None, "not UTF-8 text") from exc
-    tasks = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(path, number, f"not valid JSON ({exc.msg})") from exc
-        tasks.append(parse_task_line(data, path, number))
+    tasks = [parse_task_line(obj, path, number) for number, _, obj in read_jsonl(path)]
     if not tasks:
         raise InputFileError(path, None, "no tasks in the file")
     return tasks

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from selfinstruct.errors import InputFileError
+from selfinstruct.jsonl import read_jsonl
 
 
 def _as_bool(value: object) -> bool | None:
@@ -19,19 +19,9 @@ def _as_bool(value: object) -> bool | None:
 
 def read_instruction_file(path: Path) -> list[tuple[str, bool | None]]:
     """(instruction, is_classification or None) per line of a JSONL file with an `instruction` field."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputFileError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     items: list[tuple[str, bool | None]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(path, number, f"invalid JSON: {exc.msg}") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("instruction"), str):
+    for number, _, row in read_jsonl(path):
+        if not isinstance(row.get("instruction"), str):
             raise InputFileError(path, number, "expected an object with a string 'instruction'")
         if not row["instruction"].strip():
             raise InputFileError(path, number, "empty instruction")

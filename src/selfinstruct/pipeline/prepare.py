@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.errors import InputFileError
+from selfinstruct.jsonl import read_jsonl
 from selfinstruct.records import FinetuneExample, Instance, Task
 
 DEFAULT_EOS = "<|endoftext|>"
@@ -177,25 +178,10 @@ def read_finetune_data(
       seed-style `instances` list also works): grouped into tasks and encoded by `prepare_finetune_data`.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputFileError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, None, f"cannot read: {exc}") from None
-
     examples: list[FinetuneExample] = []
     tasks: dict[str, list[Instance]] = {}
     fmt: str | None = None
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(path, number, f"not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise InputFileError(path, number, "expected a JSON object")
+    for number, _, obj in read_jsonl(path):
         line_fmt = "pc" if "prompt" in obj or "completion" in obj else "iio" if "instruction" in obj else None
         if line_fmt is None:
             raise InputFileError(

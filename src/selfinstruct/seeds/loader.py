@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from selfinstruct.errors import InputFileError
+from selfinstruct.jsonl import json_type_name, parse_jsonl_lines
 from selfinstruct.records import Instance, Task
 
 # Built-in sets shipped in seeds/data/ (flat, so the package-data glob `seeds/data/*.jsonl` ships them).
@@ -52,25 +53,19 @@ def resolve_seed_source(spec: str | Path | None) -> Path:
     return builtin if builtin is not None else path
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number" if isinstance(value, int | float) else type(value).__name__
-    )
-
-
 def _parse_instances(raw: Any, path: Path, line: int) -> tuple[Instance, ...]:
     if not isinstance(raw, list) or not raw:
         raise InputFileError(path, line, f"'instances' must be a non-empty list, got {_describe(raw)}")
     instances = []
     for k, item in enumerate(raw, start=1):
         if not isinstance(item, dict):
-            raise InputFileError(path, line, f"instance {k} must be an object, got {_type_name(item)}")
+            raise InputFileError(path, line, f"instance {k} must be an object, got {json_type_name(item)}")
         for key in ("input", "output"):
             if key not in item:
                 raise InputFileError(path, line, f"instance {k} is missing '{key}'")
             if not isinstance(item[key], str):
                 raise InputFileError(
-                    path, line, f"instance {k}: '{key}' must be a string, got {_type_name(item[key])}"
+                    path, line, f"instance {k}: '{key}' must be a string, got {json_type_name(item[key])}"
                 )
         if not item["output"].strip():
             raise InputFileError(path, line, f"instance {k} has an empty 'output'")
@@ -81,7 +76,7 @@ def _parse_instances(raw: Any, path: Path, line: int) -> tuple[Instance, ...]:
 def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "an empty list"
-    return _type_name(value)
+    return json_type_name(value)
 
 
 def _optional_str(obj: dict[str, Any], key: str, path: Path, line: int) -> str:
@@ -89,7 +84,7 @@ def _optional_str(obj: dict[str, Any], key: str, path: Path, line: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InputFileError(path, line, f"'{key}' must be a string, got {_type_name(value)}")
+        raise InputFileError(path, line, f"'{key}' must be a string, got {json_type_name(value)}")
     return value.strip()
 
 
@@ -97,12 +92,12 @@ def task_from_record(obj: Any, path: Path | str, line: int) -> Task:
     """Validate one decoded JSON line and build its Task (``id`` may still be empty)."""
     path = Path(path)
     if not isinstance(obj, dict):
-        raise InputFileError(path, line, f"expected a JSON object, got {_type_name(obj)}")
+        raise InputFileError(path, line, f"expected a JSON object, got {json_type_name(obj)}")
     if "instruction" not in obj:
         raise InputFileError(path, line, "missing 'instruction'")
     instruction = obj["instruction"]
     if not isinstance(instruction, str):
-        raise InputFileError(path, line, f"'instruction' must be a string, got {_type_name(instruction)}")
+        raise InputFileError(path, line, f"'instruction' must be a string, got {json_type_name(instruction)}")
     if not instruction.strip():
         raise InputFileError(path, line, "'instruction' is blank")
     if "instances" not in obj:
@@ -113,7 +108,7 @@ def task_from_record(obj: Any, path: Path | str, line: int) -> Task:
     is_clf = obj["is_classification"]
     if not isinstance(is_clf, bool):
         raise InputFileError(
-            path, line, f"'is_classification' must be true or false, got {_type_name(is_clf)} {is_clf!r}"
+            path, line, f"'is_classification' must be true or false, got {json_type_name(is_clf)} {is_clf!r}"
         )
     return Task(
         instruction=instruction.strip(),
@@ -132,21 +127,7 @@ def parse_seed_lines(lines: Iterable[bytes | str], path: Path | str) -> list[Tas
     path = Path(path)
     tasks: list[Task] = []
     first_line: dict[str, int] = {}
-    for lineno, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
-            try:
-                # utf-8-sig on the first line tolerates a byte-order mark from Windows editors
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputFileError(path, lineno, f"not UTF-8 text (byte {exc.start + 1})") from None
-        else:
-            text = raw
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(path, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    for lineno, _, obj in parse_jsonl_lines(lines, path):
         task = task_from_record(obj, path, lineno)
         if task.id:
             if task.id in first_line:
