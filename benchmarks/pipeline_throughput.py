@@ -3,8 +3,8 @@
 With C requests in flight and latency L, no client can beat C / L requests per second. This measures the
 whole pipeline (all three stages, the novelty filter and the SQLite run store in the loop) against that
 bound, for several C, two ways:
-- end to end: replies / wall time of `execute` (includes start-up: imports, loading the compiled novelty
-  kernels, opening the store, and the drain at the end where fewer than C requests remain);
+- end to end: replies / wall time of `execute` (includes start-up: importing the HTTP client, opening
+  the store and the cache, and the drain at the end where fewer than C requests remain);
 - model busy: replies / the span from the server's first request to its last reply, i.e. how well the
   pipeline keeps the model fed once it runs (the issue's question).
 The fake server runs in its own process, as a real server would, so that it does not share the
