@@ -148,11 +148,13 @@ class WalCheckpointer:
         self.connections = list(connections)
         self.interval = interval
         self.checkpoints = 0
+        self._saved: list[int] = []  # each connection's own wal_autocheckpoint, restored on exit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="wal-checkpointer", daemon=True)
 
     def __enter__(self) -> WalCheckpointer:
         for conn in self.connections:
+            self._saved.append(int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]))
             conn.execute("PRAGMA wal_autocheckpoint=0")
         self._thread.start()
         return self
@@ -160,9 +162,9 @@ class WalCheckpointer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        for conn in self.connections:
+        for conn, pages in zip(self.connections, self._saved, strict=True):
             with suppress(sqlite3.ProgrammingError):  # already closed: nothing left to restore
-                conn.execute("PRAGMA wal_autocheckpoint=1000")
+                conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
 
     def _work(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
