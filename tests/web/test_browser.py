@@ -136,7 +136,8 @@ def test_browse_search_rate_with_keys_and_summary(server: str, browser: object) 
     wait.until(lambda drv: "/rater" in drv.current_url)
     d.find_element(By.ID, "rater-input").send_keys("Ann", Keys.ENTER)  # type: ignore[attr-defined]
     wait.until(lambda drv: drv.current_url.endswith("/rate"))
-    assert _done(d) == "0"
+    # The URL changes when the navigation commits, before the new page has loaded: wait for its counter.
+    wait.until(lambda drv: _done(drv) == "0")
 
     # Three items rated with the keyboard only: y/n per question, the third answer saves.
     seen = []
