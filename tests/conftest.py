@@ -12,8 +12,9 @@ from selfinstruct.testing.fake_server import FakeOpenAIServer
 from selfinstruct.testing.responder import self_instruct_responder
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PAPER_SEEDS = SHARED / "data" / "seed_tasks.jsonl"
+# Fixtures live in the repository (tests/data, with licence notes): a lone clone runs the tests.
+TEST_DATA = REPO / "tests" / "data"
+PAPER_SEEDS = TEST_DATA / "paper_seed_tasks.jsonl"
 SELFINSTRUCT = [sys.executable, "-m", "selfinstruct"]
 
 

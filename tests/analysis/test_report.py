@@ -117,7 +117,7 @@ def test_cli_writes_report_and_rejects_bad_format(run_dir: Path, tmp_path: Path)
 @pytest.mark.slow
 def test_report_on_paper_seed_file(tmp_path: Path) -> None:
     """The 175 seed tasks of the paper, analysed as if generated: every section renders."""
-    seed_file = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_tasks.jsonl"
+    seed_file = Path(__file__).resolve().parents[1] / "data" / "paper_seed_tasks.jsonl"
     if not seed_file.exists():
         pytest.skip(f"{seed_file} not present")
     lines = [json.loads(x) for x in seed_file.read_text(encoding="utf-8").splitlines() if x.strip()]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from selfinstruct.cli.eval import eval_app
 from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "superni"
+DATA = Path(__file__).resolve().parents[1] / "data" / "superni"
 ANSWERED = "task1393_superglue_copa_text_completion"  # replies are the first reference
 GARBAGE = "task288_gigaword_summarization"  # replies share no word with any reference
 MIXED = "task1385_anli_r1_entailment"  # first instance answered, the others garbage

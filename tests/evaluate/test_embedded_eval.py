@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from selfinstruct.cli.eval import eval_app
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "superni"
+DATA = Path(__file__).resolve().parents[1] / "data" / "superni"
 
 pytestmark = [
     pytest.mark.slow,

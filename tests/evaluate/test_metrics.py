@@ -20,7 +20,7 @@ from selfinstruct.evaluate.metrics import (
     score_prediction,
 )
 
-SUPERNI = Path(__file__).resolve().parents[3] / "shared" / "data" / "superni" / "tasks"
+SUPERNI = Path(__file__).resolve().parents[1] / "data" / "superni" / "tasks"
 OFFICIAL = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 

@@ -1,4 +1,4 @@
-"""SuperNI task files and the standard prompt, on the real task files of the shared subset."""
+"""SuperNI task files and the standard prompt, on the real task files of the subset in tests/data."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from selfinstruct.evaluate.superni import (
 )
 from selfinstruct.evaluate.template import parse_template
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "superni"
+DATA = Path(__file__).resolve().parents[1] / "data" / "superni"
 TASKS = DATA / "tasks"
 
 

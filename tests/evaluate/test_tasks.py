@@ -11,7 +11,7 @@ from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.tasks import build_task_prompt, load_task_file, task_items
 from selfinstruct.evaluate.template import parse_template
 
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_tasks.jsonl"
+SEEDS = Path(__file__).resolve().parents[1] / "data" / "paper_seed_tasks.jsonl"
 FIELDS = frozenset({"instruction", "definition", "input", "task", "category"})
 
 

@@ -26,8 +26,7 @@ from selfinstruct.seeds import (
     save_seed_tasks,
 )
 
-PAPER_SEEDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_tasks.jsonl"
-needs_paper = pytest.mark.skipif(not PAPER_SEEDS.is_file(), reason=f"paper's seed file not at {PAPER_SEEDS}")
+PAPER_SEEDS = Path(__file__).resolve().parents[1] / "data" / "paper_seed_tasks.jsonl"
 SETS = sorted(list_builtin_seed_sets())
 NOVELTY = 0.7  # method.md: a candidate is dropped when ROUGE-L F > 0.7 against the pool
 
@@ -115,7 +114,6 @@ def test_no_two_seeds_are_too_similar(name: str, scorer: rouge_scorer.RougeScore
     assert worst[0] <= NOVELTY, worst
 
 
-@needs_paper
 @pytest.mark.slow  # ~47k ROUGE-L scores with the reference package
 def test_no_seed_copies_the_papers_set(scorer: rouge_scorer.RougeScorer) -> None:
     paper = [t.instruction for t in load_seed_tasks(PAPER_SEEDS)]
@@ -137,7 +135,6 @@ def test_no_seed_copies_the_papers_set(scorer: rouge_scorer.RougeScorer) -> None
 # --- loading the paper's file -----------------------------------------------------------------------
 
 
-@needs_paper
 def test_papers_file_loads_as_is() -> None:
     rows = raw_rows(PAPER_SEEDS)
     tasks = load_seed_tasks(PAPER_SEEDS)
