@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from selfinstruct.errors import UserError
-from selfinstruct.pipeline.prepare import prepare_finetune_data, write_finetune_jsonl
+from selfinstruct.pipeline.prepare import prepare_run
 from selfinstruct.records import Task
 from selfinstruct.store import RunStore
 
@@ -84,14 +84,9 @@ def export_run(
         if "paper" in formats:
             written.update(_paper_files(store, out, tasks))
         if "finetune" in formats:
-            settings = store.get_meta("settings") or {}
-            seed = int(settings.get("seed", 0)) if isinstance(settings, dict) else 0
-            examples = prepare_finetune_data(
-                tasks, seed=seed, seed_tasks=store.seed_tasks() if include_seeds else ()
-            )
-            path = out / "finetune.jsonl"
-            write_finetune_jsonl(examples, path)
-            written["finetune"] = (path, len(examples))
+            # The same stage 4 as `selfinstruct prepare`: the run's seed, its model's EOS text.
+            result = prepare_run(run_dir, out / "finetune.jsonl", include_seeds=include_seeds)
+            written["finetune"] = (result.path, result.rows)
         if "alpaca" in formats:
             path = out / "alpaca.json"
             rows = [{k: r[k] for k in ("instruction", "input", "output")} for r in instance_rows(tasks)]

