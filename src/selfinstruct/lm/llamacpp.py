@@ -27,6 +27,7 @@ from typing import Any
 from selfinstruct.errors import UserError
 from selfinstruct.lm.base import Completion, Decoding, LMError
 from selfinstruct.lm.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path
+from selfinstruct.lm.llamacpp_load import load_high_level
 from selfinstruct.lm.settings import LMSettings
 
 
@@ -96,8 +97,10 @@ class LlamaCppLM:
         if not path.is_file():
             raise UserError(f"{path}: GGUF model file not found")
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path),
+            # Loaded without llama.cpp's extra buffer types where the CPU has AMX (they crash there).
+            self._llm = load_high_level(
+                llama_cpp,
+                path,
                 n_ctx=self.settings.context_length,
                 n_threads=self.settings.threads,
                 n_threads_batch=self.settings.threads,
