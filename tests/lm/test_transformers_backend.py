@@ -14,7 +14,11 @@ tokenizers = pytest.importorskip("tokenizers")
 from selfinstruct.lm.base import Decoding, Request  # noqa: E402
 from selfinstruct.lm.client import LMClient  # noqa: E402
 from selfinstruct.lm.settings import LMSettings  # noqa: E402
-from selfinstruct.lm.transformers_backend import TransformersLM, _penalty_processor  # noqa: E402
+from selfinstruct.lm.transformers_backend import (  # noqa: E402
+    TransformersLM,
+    _continuous_penalties,
+    _penalty_processor,
+)
 
 CORPUS = [
     "Come up with a series of tasks:",
@@ -69,6 +73,39 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module")
+def pad_prone_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its padding token made the greedy choice where another token was.
+
+    Plain `generate` emits the padding token and carries on; a backend that took padding for the end of a
+    reply returned empty text here (issue 14's one-in-four empty greedy reply)."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model)
+    ids = tokenizer(PROMPTS[0], return_tensors="pt")
+    with torch.no_grad():
+        first = int(model(**ids).logits[0, -1].argmax())
+        model.lm_head.weight[tokenizer.pad_token_id] = 1.5 * model.lm_head.weight[first]
+    directory = tmp_path_factory.mktemp("pad-prone")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def plain_greedy(path: Path, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[list[int]]]:
+    """Reference: plain `model.generate`, one prompt at a time (no padding at all), decoded as usual."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
+    texts, rows = [], []
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
+        row = out[0, ids["input_ids"].shape[1] :].tolist()
+        rows.append(row)
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts, rows
+
+
 def backend(path: Path, **settings: object) -> TransformersLM:
     return TransformersLM(LMSettings(backend="transformers", model=str(path), device="cpu", **settings))
 
@@ -93,6 +130,24 @@ def test_batched_greedy_equals_one_by_one(tiny_model: Path) -> None:
     assert batches == [len(PROMPTS)] and single_batches == [1] * len(PROMPTS)
     assert texts == single
     assert any(texts)  # the random model does produce text
+
+
+def test_batched_greedy_equals_plain_generate_when_the_model_emits_padding(pad_prone_model: Path) -> None:
+    decoding = Decoding(max_tokens=12)
+
+    async def batched() -> list[str]:
+        lm = backend(pad_prone_model, batch_size=8)
+        results = await asyncio.gather(*(lm.complete(p, decoding) for p in PROMPTS))
+        await lm.aclose()
+        assert lm.batches == [len(PROMPTS)]  # one left-padded batch of prompts of different lengths
+        return [r.text for r in results]
+
+    texts = asyncio.run(batched())
+    reference, rows = plain_greedy(pad_prone_model, PROMPTS, 12)
+    pad = transformers.AutoTokenizer.from_pretrained(pad_prone_model).pad_token_id
+    # The case that went wrong: padding generated, then more tokens (which plain generate decodes).
+    assert any(pad in row and set(row[row.index(pad) + 1 :]) - {pad} for row in rows)
+    assert texts == reference
 
 
 def test_batch_size_and_decoding_groups(tiny_model: Path) -> None:
@@ -134,6 +189,48 @@ def test_penalties_follow_openai_on_generated_tokens_only() -> None:
     # row 0 generated [1, 1, 2]; row 1 generated [0, 4, 4]; the prompt's 3s and 4s do not count.
     expected = torch.tensor([[0.0, -1.0, -0.75, 0.0, 0.0], [-0.75, 0.0, 0.0, 0.0, -1.0]])
     assert torch.equal(out, expected)
+
+
+def _future(request_id: str, prompt: list[int], generated: int) -> object:
+    """A request of the continuous batching scheduler whose logits row reads its token at `prompt + generated
+    - 1` (generated == 0: the row that ends the prefill)."""
+    from transformers.generation.continuous_batching.requests import FutureRequestState, RequestState
+
+    state = RequestState(request_id=request_id, initial_tokens=prompt)
+    state.position_offset = len(prompt) + generated
+    return FutureRequestState(state, True, {}, 1)
+
+
+def test_continuous_penalties_follow_openai_per_request() -> None:
+    """Two requests in flight, steps simulated as the manager runs them; logits against the formula."""
+    presence, frequency, vocab = 0.5, 0.25, 6
+    processor = _continuous_penalties(presence, frequency, slots=4, vocab=vocab, device="cpu")
+    defaults = torch.empty(8, dtype=torch.int32)
+    processor.fill_defaults(defaults)
+    assert processor.width == 8 and (defaults == 0).all()
+
+    def step(futures: list[object], inputs: list[int], rows: int | None = None) -> torch.Tensor:
+        args = processor.prepare_tensor_args(futures)
+        assert args.numel() == 8  # every row written: padding rows must not keep stale slots
+        n = rows or len(futures)
+        return processor.apply(torch.tensor(inputs + [0] * (n - len(inputs))), torch.zeros(n, vocab), args)
+
+    def expected(generated: list[int]) -> torch.Tensor:
+        counts = torch.bincount(torch.tensor(generated, dtype=torch.long), minlength=vocab).float()
+        return -frequency * counts - presence * (counts > 0).float()
+
+    a, b = [1, 1, 5], [5, 5]  # prompts: their tokens are never penalised
+    out = step([_future("a", a, 0)], [5])  # a ends its prefill: nothing generated yet
+    assert torch.equal(out[0], torch.zeros(vocab))
+    out = step([_future("a", a, 1), _future("b", b, 0)], [2, 5])  # a generated 2; b ends prefill
+    assert torch.equal(out[0], expected([2])) and torch.equal(out[1], torch.zeros(vocab))
+    out = step([_future("a", a, 2), _future("b", b, 1)], [2, 3], rows=4)  # two padding rows
+    assert torch.equal(out[0], expected([2, 2])) and torch.equal(out[1], expected([3]))
+    assert torch.equal(out[2:], torch.zeros(2, vocab))
+    out = step([_future("b", b, 2)], [4])  # a rests; stale arguments of the last step must not count
+    assert torch.equal(out[0], expected([3, 4]))
+    out = step([_future("a", a, 3)], [1])
+    assert torch.equal(out[0], expected([2, 2, 1]))
 
 
 def test_huge_presence_penalty_never_repeats_a_generated_token(tiny_model: Path) -> None:
@@ -200,3 +297,27 @@ def test_cuda_batched_greedy_equals_one_by_one(tiny_model: Path) -> None:
     texts = asyncio.run(batched())
     single = [lm.generate_sync([p], decoding)[0].text for p in PROMPTS]
     assert texts == single * 8
+
+
+@pytest.mark.slow
+def test_continuous_batching_applies_penalties_like_generate(tiny_model: Path) -> None:
+    """Penalised requests take the continuous path (no fallback) and decode as the static path does."""
+    decoding = Decoding(max_tokens=10, presence_penalty=1.5, frequency_penalty=0.5)
+
+    async def scenario() -> tuple[list[str], TransformersLM]:
+        lm = backend(tiny_model)
+        lm.continuous = True
+        results = await asyncio.gather(*(lm.complete(p, decoding) for p in PROMPTS))
+        managers = dict(lm._managers)
+        await lm.aclose()
+        lm._managers = managers
+        return [r.text for r in results], lm
+
+    continuous, lm = asyncio.run(scenario())
+    assert lm.batches == [len(PROMPTS)]
+    [(_, penalties)] = lm._managers.values()
+    assert penalties is not None and penalties.counts.sum() > 0
+    static = backend(tiny_model, batch_size=8)
+    assert continuous == [c.text for c in static.generate_sync(PROMPTS, decoding)]
+    unpenalised = [c.text for c in static.generate_sync(PROMPTS, Decoding(max_tokens=10))]
+    assert continuous != unpenalised

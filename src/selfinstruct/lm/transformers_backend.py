@@ -2,19 +2,22 @@
 
 Requests go into an asyncio queue drained by one worker: whatever is waiting (after a few milliseconds for
 the rest of a burst to arrive) is grouped by identical decoding settings and decoded `batch_size` prompts
-per `generate` call, left-padded. Greedy outputs of a batch equal one-by-one greedy outputs (tested).
+per `generate` call, left-padded. Greedy outputs of a batch equal one-by-one greedy outputs and plain
+`model.generate` + decode (tested).
 
 Decoding maps to OpenAI semantics:
 - temperature 0 is greedy; otherwise sampling with `temperature` and `top_p`, top-k off.
 - presence_penalty / frequency_penalty: transformers only has `repetition_penalty` (multiplicative, over
   prompt and output alike), which is a different thing. We add a small logits processor that does what
   OpenAI documents and vLLM implements: subtract `presence` once and `frequency` per occurrence from the
-  logits of tokens already in the *generated* part (the prompt is not penalised).
+  logits of tokens already in the *generated* part (the prompt is not penalised), before temperature.
 - stop sequences end generation early (transformers' `stop_strings` criteria) and the decoded text is cut
   at the earliest one.
-On CUDA, when many prompts wait and no penalty is asked, the continuous batching manager of transformers
-(`init_continuous_batching`) decodes them instead of padded static batches; stop sequences are then applied
-to the text afterwards.
+- a reply ends at the first end-of-sequence token only. The padding token is not an end: a model may
+  generate it (random or badly tuned weights do), and plain `generate` carries on after it.
+On CUDA, when many prompts wait, the continuous batching manager of transformers (`init_continuous_batching`)
+decodes them instead of padded static batches, penalties included (`_ContinuousPenalties` keeps per-request
+token counts on the device); stop sequences are then applied to the text afterwards.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from selfinstruct.errors import UserError
 from selfinstruct.lm.base import Completion, Decoding, FinishReason, LMError
@@ -60,26 +63,155 @@ def _penalty_processor(prompt_length: int, presence: float, frequency: float) ->
     return OpenAIPenalties()
 
 
+_WARMUP_PREFIX = "__warmup_"  # the ids transformers gives the fake requests of its CUDA-graph warm-up
+
+
+def _continuous_penalties(presence: float, frequency: float, slots: int, vocab: int, device: Any) -> Any:
+    """OpenAI penalties for transformers' continuous batching: per-request counts of generated tokens.
+
+    Continuous batching flattens every request into one row of tokens, so the `input_ids[:, prompt:]` view
+    of `_penalty_processor` does not exist there. Instead each request owns a row (`slot`) of a counts tensor
+    kept on the device. At each step the logits row of a request is predicted from its last input token;
+    when that token is a generated one (its position is past the prompt), it is added to the counts first,
+    then `logit[t] -= presence * (count[t] > 0) + frequency * count[t]`. The row that ends a prompt's prefill
+    resets the slot. Counting the input token on the device (not the host's list of generated tokens) stays
+    exact under async batching, where the host learns the last token one step late; all device work has
+    static shapes, so it can also be captured in a CUDA graph. The per-row argument is `slot + 1` (count the
+    input token), `-(slot + 1)` (first generated token: reset) or 0 (padding: a scratch row).
+    """
+    import torch
+    from transformers.generation.continuous_batching.cb_logits_processors import (
+        ContinuousBatchingLogitsProcessor,
+    )
+    from transformers.generation.continuous_batching.requests import RequestStatus
+
+    class ContinuousPenalties(ContinuousBatchingLogitsProcessor):
+        supported_kwargs: ClassVar[dict[str, type]] = {}
+        ignored_kwargs: tuple[str, ...] = ()
+
+        def __init__(self) -> None:
+            self.presence, self.frequency = presence, frequency
+            self.scratch = slots
+            self.counts = torch.zeros(slots + 1, vocab, dtype=torch.float32, device=device)
+            self.owners: dict[str, tuple[int, Any]] = {}  # request id -> (slot, its latest state)
+            self.width = 0
+
+        def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
+            self.width = int32_tensor.numel()
+            int32_tensor.fill_(0)
+
+        def _slot(self, state: Any) -> int:
+            owner = self.owners.get(state.request_id)
+            if owner is None:
+                if len(self.owners) >= slots:  # reclaim the slots of requests that are over
+                    finished = RequestStatus.FINISHED
+                    over = [rid for rid, (_, st) in self.owners.items() if st.status >= finished]
+                    for rid in over:
+                        del self.owners[rid]
+                taken = {slot for slot, _ in self.owners.values()}
+                free = next((i for i in range(slots) if i not in taken), None)
+                if free is None:
+                    raise RuntimeError(f"more than {slots} requests in flight with penalties")
+                owner = (free, state)
+            self.owners[state.request_id] = (owner[0], state)
+            return owner[0]
+
+        def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> torch.Tensor:
+            # Every row is written, padding included: stale slot numbers left from an earlier, larger batch
+            # would otherwise count a padding token against a live request.
+            args = [0] * max(self.width, len(requests_with_new_token))
+            for row, future in enumerate(requests_with_new_token):
+                state = future.state
+                if state.request_id.startswith(_WARMUP_PREFIX):
+                    continue
+                slot = self._slot(state)
+                # The prompt's length (a soft reset moves generated tokens into initial_tokens, not this),
+                # against the position of the row's input token.
+                prompt = state._true_initial_tokens or len(state.initial_tokens)
+                generated_input = state.position_offset - 1 >= prompt
+                args[row] = slot + 1 if generated_input else -(slot + 1)
+            return torch.tensor(args, dtype=torch.int32)
+
+        def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+            raise TypeError("ContinuousPenalties needs the input ids: use it through _PenaltyProcessorList")
+
+        def apply(
+            self, input_ids: torch.Tensor, scores: torch.Tensor, tensor_arg: torch.Tensor
+        ) -> torch.Tensor:
+            arg = tensor_arg[: scores.size(0)].long()
+            slot = torch.where(arg == 0, torch.full_like(arg, self.scratch), arg.abs() - 1)
+            counting = (arg > 0).to(self.counts.dtype)
+            rows = self.counts.index_select(0, slot) * counting.unsqueeze(1)  # reset rows start from zero
+            rows.scatter_add_(1, input_ids[: scores.size(0)].long().unsqueeze(1), counting.unsqueeze(1))
+            self.counts.index_copy_(0, slot, rows)  # one row per request; only the scratch row repeats
+            rows = rows.to(scores.dtype)
+            return scores - self.frequency * rows - self.presence * (rows > 0).to(scores.dtype)
+
+    return ContinuousPenalties()
+
+
+def _with_penalties(processors: Any, penalties: Any) -> Any:
+    """The manager's processor list with `penalties` first (before temperature, as in `generate`)."""
+    from transformers import LogitsProcessorList
+    from transformers.generation.continuous_batching.cb_logits_processors import (
+        ContinuousBatchingLogitsProcessor,
+        ContinuousBatchingLogitsProcessorList,
+    )
+
+    class PenaltyProcessorList(ContinuousBatchingLogitsProcessorList):
+        """Passes the row's input ids to the penalty processor, which the base list does not do."""
+
+        def __init__(self) -> None:
+            self.logits_processor = LogitsProcessorList([penalties, *processors.logits_processor])
+            self.tensors_required = processors.tensors_required + 1
+            self.supported_keys = dict(processors.supported_keys)
+            self.ignored_keys = set(processors.ignored_keys)
+            self.do_processing = True
+
+        def __call__(self, input_ids: Any, scores: Any, logits_processor_args: Any) -> Any:
+            arg_id = 0
+            for processor in self.logits_processor:
+                if processor is penalties:
+                    scores = processor.apply(input_ids, scores, logits_processor_args[arg_id])
+                    arg_id += 1
+                elif isinstance(processor, ContinuousBatchingLogitsProcessor):
+                    scores = processor(scores, logits_processor_args[arg_id])
+                    arg_id += 1
+                else:
+                    scores = processor(input_ids, scores)
+            return scores
+
+    return PenaltyProcessorList()
+
+
 class TransformersLM:
     """Implements `LM` with transformers' AutoModelForCausalLM; loads on the first request."""
 
     local = True  # in-process: the client does not apply its network timeout
 
     def __init__(
-        self, settings: LMSettings, *, batch_wait: float = 0.005, continuous: bool | None = None
+        self,
+        settings: LMSettings,
+        *,
+        batch_wait: float = 0.005,
+        continuous: bool | None = None,
+        continuous_slots: int = 512,
     ) -> None:
         if not settings.model:
             raise UserError("the transformers backend needs --model (a local path or a Hugging Face id)")
         self.settings = settings
         self.batch_wait = batch_wait
         self.continuous = continuous  # None: on CUDA when available
+        # Prompts per continuous batching call; with penalties, also the rows of the device's counts tensor
+        # (512 x a 152k vocabulary in fp32: 311 MB).
+        self.continuous_slots = continuous_slots
         self.batches: list[int] = []  # sizes of the generate calls made (observability, tests)
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: str = "cpu"
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._managers: dict[tuple[object, ...], Any] = {}
+        self._managers: dict[tuple[object, ...], tuple[Any, Any]] = {}
 
     @property
     def identity(self) -> str:
@@ -131,8 +263,12 @@ class TransformersLM:
         return {int(i) for i in ids}
 
     def _finish(self, tokens: list[int], decoding: Decoding, prompt_tokens: int) -> Completion:
-        """Text and finish reason from the generated ids of one row (padding and EOS stripped)."""
-        ends = self._eos_ids() | {int(self._tokenizer.pad_token_id)}
+        """Text and finish reason from the generated ids of one row: cut at the first EOS (padding after it).
+
+        Only EOS ends a row. The padding token is no end unless it is also EOS: a model can generate it (a
+        random one often does), and `generate` goes on decoding after it; treating it as an end once returned
+        empty text where `generate` produced tokens."""
+        ends = self._eos_ids()
         length = next((i for i, t in enumerate(tokens) if t in ends), len(tokens))
         ended = length < len(tokens)
         text = self._tokenizer.decode(tokens[:length], skip_special_tokens=True)
@@ -202,29 +338,55 @@ class TransformersLM:
         rows = output[:, width:].tolist()
         return [self._finish(row, decoding, int(n)) for row, n in zip(rows, prompt_lengths, strict=True)]
 
-    def _use_continuous(self, count: int, decoding: Decoding) -> bool:
+    def _use_continuous(self, count: int) -> bool:
         wanted = self.continuous if self.continuous is not None else self._device.startswith("cuda")
-        if not wanted or count < 2 or decoding.presence_penalty or decoding.frequency_penalty:
-            return False
-        return hasattr(self._model, "init_continuous_batching")
+        return bool(wanted) and count >= 2 and hasattr(self._model, "init_continuous_batching")
+
+    def _vocab_size(self) -> int:
+        head = self._model.get_output_embeddings()
+        return int(head.weight.shape[0]) if head is not None else int(self._model.config.vocab_size)
+
+    def _manager(self, decoding: Decoding) -> tuple[Any, Any]:
+        """The continuous batching manager (and its penalty processor) for one set of decoding settings."""
+        key = (
+            decoding.temperature,
+            decoding.top_p,
+            decoding.seed,
+            decoding.presence_penalty,
+            decoding.frequency_penalty,
+        )
+        if key in self._managers:
+            return self._managers[key]
+        from transformers import ContinuousBatchingConfig
+
+        config = self._generation_config(decoding, decoding.max_tokens)
+        manager = self._model.init_continuous_batching(
+            generation_config=config, continuous_batching_config=ContinuousBatchingConfig(seed=decoding.seed)
+        )
+        penalties = None
+        if decoding.presence_penalty or decoding.frequency_penalty:
+            penalties = _continuous_penalties(
+                decoding.presence_penalty,
+                decoding.frequency_penalty,
+                self.continuous_slots,
+                self._vocab_size(),
+                self._model.device,
+            )
+            # Before start(): the batch processor and its input tensors are built from this list.
+            manager.logit_processor = _with_penalties(manager.logit_processor, penalties)
+        manager.start()
+        self._managers[key] = (manager, penalties)
+        return manager, penalties
 
     def generate_continuous_sync(self, prompts: list[str], decoding: Decoding) -> list[Completion]:
         """Decode with transformers' continuous batching manager (one per distinct decoding setting)."""
-        import torch
-
         self.load()
+        if len(prompts) > self.continuous_slots:
+            raise ValueError(f"at most {self.continuous_slots} prompts per continuous batch")
         tokenizer = self._tokenizer
         limit = self._max_prompt(decoding.max_tokens)
         inputs = [tokenizer(p, truncation=True, max_length=limit)["input_ids"] for p in prompts]
-        key = (decoding.temperature, decoding.top_p, decoding.seed)
-        manager = self._managers.get(key)
-        if manager is None:
-            config = self._generation_config(decoding, decoding.max_tokens)
-            if decoding.seed is not None:
-                torch.manual_seed(decoding.seed)
-            manager = self._model.init_continuous_batching(generation_config=config)
-            manager.start()
-            self._managers[key] = manager
+        manager, _ = self._manager(decoding)
         ids = manager.add_requests(inputs=inputs, max_new_tokens=decoding.max_tokens)
         wanted = set(ids)
         results: dict[str, Any] = {}
@@ -277,8 +439,8 @@ class TransformersLM:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        continuous = self._use_continuous(len(items), decoding)
-        size = len(items) if continuous else self.settings.batch_size
+        continuous = self._use_continuous(len(items))
+        size = self.continuous_slots if continuous else self.settings.batch_size
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
             run = self.generate_continuous_sync if continuous else self.generate_sync
@@ -308,6 +470,6 @@ class TransformersLM:
             item = self._queue.get_nowait()
             if not item.future.done():
                 item.future.set_exception(LMError("the transformers backend was closed"))
-        for manager in self._managers.values():
+        for manager, _ in self._managers.values():
             manager.stop(block=True, timeout=5)
         self._managers.clear()
