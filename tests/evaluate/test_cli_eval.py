@@ -282,3 +282,242 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
     bad.write_text("{}", encoding="utf-8")
     result = runner.invoke(eval_app, ["compare", str(bad), str(bad)])
     assert result.exit_code == 2 and "not an evaluation report" in result.output
+
+
+# -- given predictions (--predictions) -------------------------------------------------------------------
+
+PAPER_PREDICTIONS = (
+    Path(__file__).resolve().parents[1] / "data" / "user_oriented" / "text-davinci-001_predictions.jsonl"
+)
+
+
+def _paper_rows() -> list[dict[str, str]]:
+    return [json.loads(line) for line in PAPER_PREDICTIONS.read_text(encoding="utf-8").splitlines()]
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _score_given(args: list[str], out: Path) -> Any:
+    result = runner.invoke(eval_app, [*args, "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_the_papers_prediction_file_scores_by_line_order(tmp_path: Path) -> None:
+    from selfinstruct.evaluate.metrics import score_prediction
+
+    report = _score_given(
+        ["tasks", "--tasks", "user-oriented", "--predictions", str(PAPER_PREDICTIONS)], tmp_path / "p.json"
+    )
+    rows = _paper_rows()
+    assert report["model"]["backend"] == "predictions" and report["overall"]["n"] == 252
+    assert report["group_by"] == "motivation_app" and len(report["per_category"]) == 71
+    for item, row in zip(report["items"], rows, strict=True):
+        assert item["raw_output"] == row["response"] and item["finish_reason"] == "given"
+        assert item["prediction"] == row["response"].strip()  # --postprocess strip, the tasks default
+        assert item["references"] == [row["target"]]
+        assert item["scores"] == score_prediction(row["response"].strip(), [row["target"]])
+    markdown = (tmp_path / "p.md").read_text(encoding="utf-8")
+    assert "## Per motivation_app" in markdown and "| Grammarly |" in markdown
+
+    # The same outputs keyed by id (or task + index) give the same report, and `eval compare` pairs them.
+    by_id = [{"id": f"user_oriented_task_{i}-0", "prediction": r["response"]} for i, r in enumerate(rows)]
+    by_task = [
+        {"task": f"user_oriented_task_{i}", "index": 0, "response": r["response"]} for i, r in enumerate(rows)
+    ]
+    for name, keyed in (("id", by_id), ("task", by_task)):
+        path = _write_jsonl(tmp_path / f"{name}.jsonl", keyed[::-1])  # any order
+        other = _score_given(
+            ["tasks", "--tasks", "user-oriented", "--predictions", str(path)], tmp_path / f"{name}.json"
+        )
+        assert other["per_category"] == report["per_category"] and other["overall"] == report["overall"]
+    result = runner.invoke(
+        eval_app,
+        [
+            "compare",
+            str(tmp_path / "p.json"),
+            str(tmp_path / "id.json"),
+            "--samples",
+            "50",
+            "--out",
+            str(tmp_path / "c.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
+    assert comparison["paired"] == 252 and comparison["rows"][0]["diff"] == 0.0
+    assert comparison["option_differences"] == {}
+
+
+def test_paper_format_with_a_filter_and_a_wrong_order(tmp_path: Path) -> None:
+    rows = _paper_rows()
+    report = _score_given(
+        [
+            "tasks",
+            "--tasks",
+            "user-oriented",
+            "--tasks-filter",
+            "user_oriented_task_1?",
+            "--predictions",
+            str(PAPER_PREDICTIONS),
+        ],
+        tmp_path / "f.json",
+    )
+    assert [i["raw_output"] for i in report["items"]] == [rows[i]["response"] for i in range(10, 20)]
+    swapped = _write_jsonl(tmp_path / "swapped.jsonl", [rows[1], rows[0], *rows[2:]])
+    result = runner.invoke(
+        eval_app,
+        [
+            "tasks",
+            "--tasks",
+            "user-oriented",
+            "--predictions",
+            str(swapped),
+            "--out",
+            str(tmp_path / "s.json"),
+        ],
+    )
+    assert result.exit_code == 2 and not (tmp_path / "s.json").exists()
+    assert f"{swapped}:1: 'instruction' differs from instance 0" in result.output
+
+
+def _superni_predictions() -> list[dict[str, Any]]:
+    """What superni_responder would answer, as a predictions file keyed by instance id."""
+    rows = []
+    for name in (ANSWERED, GARBAGE, MIXED):
+        task = json.loads((DATA / "tasks" / f"{name}.json").read_text(encoding="utf-8"))
+        for index, instance in enumerate(task["Instances"][:2]):
+            good = name == ANSWERED or (name == MIXED and index == 0)
+            text = f" {instance['output'][0]}. Then the model keeps on talking." if good else " " + NONSENSE
+            rows.append({"id": instance["id"], "prediction": text})
+    return rows
+
+
+def test_superni_predictions_score_like_the_model_and_compare(tmp_path: Path) -> None:
+    with FakeOpenAIServer(responder=superni_responder) as server:
+        model = run_superni(server, tmp_path / "model.json", "--limit", "2")
+    path = _write_jsonl(tmp_path / "preds.jsonl", _superni_predictions())
+    args = [
+        "superni",
+        "--tasks",
+        str(DATA),
+        "--tasks-filter",
+        FILTER,
+        "--limit",
+        "2",
+        "--predictions",
+        str(path),
+    ]
+    given = _score_given(args, tmp_path / "given.json")
+    assert [(i["id"], i["prediction"], i["scores"]) for i in given["items"]] == [
+        (i["id"], i["prediction"], i["scores"]) for i in model["items"]
+    ]
+    assert given["per_category"] == model["per_category"] and given["overall"] == model["overall"]
+    assert given["usage"] == {}  # no request was made
+    result = runner.invoke(
+        eval_app, ["compare", str(tmp_path / "model.json"), str(tmp_path / "given.json"), "--samples", "50"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Paired items: 6" in result.output and "Warning" not in result.output
+    # task + index rows work for SuperNI too
+    task_rows = [
+        {"task": ANSWERED, "index": 1, "prediction": "x"},
+        {"task": ANSWERED, "index": 99, "prediction": "y"},
+    ]
+    other = _write_jsonl(tmp_path / "task.jsonl", task_rows)
+    report = _score_given(
+        [
+            "superni",
+            "--tasks",
+            str(DATA),
+            "--tasks-filter",
+            ANSWERED,
+            "--limit",
+            "2",
+            "--predictions",
+            str(other),
+            "--missing-as-empty",
+        ],
+        tmp_path / "t.json",
+    )
+    reasons = [(i["raw_output"], i["finish_reason"]) for i in report["items"]]
+    assert reasons == [("", "missing"), ("x", "given")]
+    assert report["options"]["missing_as_empty"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"prediction": "a"}], ":1: no id: give 'id', or 'task' and 'index'"),
+        ([{"id": "x", "prediction": 3}], ":1: 'prediction' must be a string"),
+        ([{"id": "x"}], ":1: no prediction: expected a 'prediction'"),
+        ([{"task": "task_nope", "index": 0, "prediction": "a"}], ":1: no task named 'task_nope'"),
+        ([{"task": ANSWERED, "index": -1, "prediction": "a"}], ":1: 'task' must be a string and 'index'"),
+        ("duplicate", ":2: a second prediction for item"),
+        ("missing", ": no prediction for item"),
+    ],
+)
+def test_bad_prediction_files_exit_2_naming_the_line(tmp_path: Path, rows: Any, message: str) -> None:
+    good = _superni_predictions()
+    if rows == "duplicate":
+        rows = [good[0], good[0], *good[1:]]
+    elif rows == "missing":
+        rows = good[1:]
+    path = _write_jsonl(tmp_path / "bad.jsonl", rows)
+    out = tmp_path / "o.json"
+    args = [
+        "superni",
+        "--tasks",
+        str(DATA),
+        "--tasks-filter",
+        FILTER,
+        "--limit",
+        "2",
+        "--predictions",
+        str(path),
+    ]
+    result = runner.invoke(eval_app, [*args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}{message}" in " ".join(result.output.split())
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+    if rows == good[1:]:
+        assert "and 5 more" not in result.output and "--missing-as-empty" in result.output
+        report = _score_given([*args, "--missing-as-empty"], out)
+        missing = [i for i in report["items"] if i["finish_reason"] == "missing"]
+        assert [(i["id"], i["prediction"], i["scores"]["rougeL"]) for i in missing] == [
+            (good[0]["id"], "", 0.0)
+        ]
+
+
+def test_given_predictions_can_be_judged(tmp_path: Path) -> None:
+    tasks_file = _write_jsonl(tmp_path / "user.jsonl", TASK_ROWS)
+    preds = _write_jsonl(
+        tmp_path / "preds.jsonl",
+        [
+            {"id": "t1-0", "prediction": "Paris is the capital of France."},
+            {"id": "t2-0", "prediction": NONSENSE},
+            {"id": "t3-0", "prediction": "Soft rain falls all night"},
+        ],
+    )
+    with FakeOpenAIServer(responder=task_responder) as server:
+        report = _score_given(
+            [
+                "tasks",
+                "--tasks",
+                str(tasks_file),
+                "--predictions",
+                str(preds),
+                "--judge",
+                "openai/judge-model",
+                "--base-url",
+                server.base_url,
+            ],
+            tmp_path / "j.json",
+        )
+        assert server.requests_served == 3 and all(b["model"] == "judge-model" for b in server.bodies)
+    assert report["overall"]["ratings"] == {"A": 1, "B": 0, "C": 0, "D": 1, "unrated": 1}
+    assert report["usage"]["judge"]["requests"] == 3
+    assert report["group_by"] == "category"

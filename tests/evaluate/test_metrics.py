@@ -53,8 +53,13 @@ def test_tokenizer_stems_only_long_tokens() -> None:
 
 
 def test_non_english_splits_on_whitespace_without_lowercasing() -> None:
+    """The documented deviation (metrics.py, docs/pipeline.md): whitespace tokens, case and punctuation
+    kept, no stemming, where SuperNI's official script would use GPT-2's tokenizer."""
     assert rouge_l("Hola mundo", "hola mundo", english=False) == pytest.approx(0.5)
     assert rouge_l("Hola mundo", "Hola mundo", english=False) == pytest.approx(1.0)
+    assert rouge_l("Hola, mundo", "Hola mundo", english=False) == pytest.approx(0.5)  # "Hola," != "Hola"
+    assert rouge_l("running dogs", "run dog", english=False) == 0.0  # not stemmed
+    assert rouge_l("running dogs", "run dog") == pytest.approx(1.0)  # the English rule stems
 
 
 def test_normalize_and_exact_match_follow_superni() -> None:

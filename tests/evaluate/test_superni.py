@@ -120,3 +120,24 @@ def test_bad_task_files_are_user_errors(tmp_path: Path) -> None:
         load_superni_tasks(TASKS, tasks_filter="nothing-like-this")
     with pytest.raises(UserError, match="no such folder"):
         load_superni_tasks(tmp_path / "missing")
+
+
+def test_a_non_english_task_is_scored_by_the_whitespace_rule(tmp_path: Path) -> None:
+    """Only tasks whose output language is not English take metrics.py's documented deviation."""
+    from selfinstruct.evaluate.metrics import score_prediction
+    from selfinstruct.evaluate.superni import parse_superni_task
+
+    name = "task1393_superglue_copa_text_completion"
+    english = parse_superni_task(name, raw(name), TASKS / f"{name}.json")
+    spanish = parse_superni_task(name, {**raw(name), "Output_language": ["Spanish"]}, tmp_path / "x.json")
+    assert english.english and not spanish.english
+    item = superni_items([spanish], limit=1)[0]
+    assert not item.english and (item.index, item.ordinal) == (0, 0)
+    assert score_prediction("Corren.", ["corren"], english=item.english)["rougeL"] == 0.0
+    assert score_prediction("Corren.", ["corren"])["rougeL"] == 100.0
+
+
+def test_the_test_split_subset_is_english() -> None:
+    """The paper's SuperNI test tasks are English, so the deviation above does not touch its score."""
+    tasks = load_superni_tasks(DATA)
+    assert len(tasks) == 30 and all(task.english for task in tasks)

@@ -19,19 +19,19 @@ def test_paper_seed_file_loads_with_categories() -> None:
     tasks = load_task_file(SEEDS)
     assert len(tasks) == 175
     items = task_items(tasks)
-    assert len(items) == sum(len(t.instances) for t in tasks)
+    assert len(items) == sum(len(t.task.instances) for t in tasks)
     raw = [json.loads(line) for line in SEEDS.read_text(encoding="utf-8").splitlines() if line.strip()]
     flagged = sum(1 for row in raw if row["is_classification"])
     assert sum(1 for i in items if i.category == "classification") == flagged
     assert sum(1 for i in items if i.category == "non-classification") == len(items) - flagged
     first = items[0]
-    assert first.task == tasks[0].name and first.references == (tasks[0].instances[0].output,)
+    assert first.task == tasks[0].task.name and first.references == (tasks[0].task.instances[0].output,)
     assert len({item.id for item in items}) == len(items)
 
 
 def test_builtin_seed_set_by_name() -> None:
     tasks = load_task_file("default")
-    assert tasks and all(task.instances for task in tasks)
+    assert tasks and all(entry.task.instances and entry.group is None for entry in tasks)
 
 
 def test_default_prompt_with_and_without_input() -> None:
@@ -52,6 +52,8 @@ def test_filter_limit_and_template(tmp_path: Path) -> None:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     tasks = load_task_file(path)
     assert [i.task for i in task_items(tasks, limit=2)] == ["add", "add", "greet"]
+    # index: position in the task; ordinal: position among all instances of the file, before any limit
+    assert [(i.index, i.ordinal) for i in task_items(tasks, limit=2)] == [(0, 0), (1, 1), (0, 3)]
     assert [i.task for i in task_items(tasks, tasks_filter="gre*")] == ["greet"]
     jinja = parse_template("{{ instruction }}{% if input %} [{{ input }}]{% endif %} =>", FIELDS)
     prompts = [i.prompt for i in task_items(tasks, limit=1, template=jinja)]

@@ -84,3 +84,27 @@ def test_command_trains_with_yaml_and_flags(tiny_base: Path, instances_file: Pat
     assert summary["steps"] == 3
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
+
+
+def test_the_user_oriented_set_is_refused_before_any_model_loads(tmp_path: Path) -> None:
+    from selfinstruct.evaluate.user_oriented import user_oriented_path
+
+    copy = tmp_path / "eval.jsonl"  # a renamed copy: recognised by its content
+    copy.write_bytes(user_oriented_path().read_bytes())
+    for data in ("user-oriented", str(copy)):
+        # No --base: the embedded model would load if the data got past the check.
+        result = CliRunner().invoke(_app(), ["--data", data, "--out", str(tmp_path / "m"), "--no-progress"])
+        assert isinstance(result.exception, UserError), result.output
+        assert "user-oriented evaluation set" in str(result.exception)
+        assert "--allow-eval-data" in str(result.exception)
+    assert build_config(allow_eval_data=True).allow_eval_data and not build_config().allow_eval_data
+
+
+def test_eos_markers_of_a_prepared_file_become_the_models(tmp_path: Path) -> None:
+    from selfinstruct.finetune.data import common_eos_marker, swap_eos
+
+    assert common_eos_marker([" a<eos>", "b<eos>"]) == "<eos>"
+    assert common_eos_marker([" a<|endoftext|>", "b<|endoftext|>"]) == "<|endoftext|>"
+    assert common_eos_marker([" a<eos>", "b</s>"]) is None  # mixed: nothing is stripped
+    assert swap_eos(" Paris<eos>", "<|im_end|>", "<eos>") == " Paris<|im_end|>"
+    assert swap_eos(" a</s>", "<eos>", None) == " a</s><eos>"  # text that merely looks like a marker stays

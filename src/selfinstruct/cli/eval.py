@@ -18,16 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from selfinstruct.errors import UserError
 from selfinstruct.evaluate.items import EvalItem
+from selfinstruct.evaluate.predictions import PredictionSet, load_predictions
 from selfinstruct.evaluate.report import EvalReport, ModelInfo, load_report, render_markdown, write_report
 from selfinstruct.evaluate.run import (
     DEFAULT_MAX_NEW_TOKENS,
     GenerationOptions,
     build_report,
     generate_records,
+    given_records,
     judge_records,
 )
 from selfinstruct.evaluate.superni import load_superni_tasks, superni_items
-from selfinstruct.evaluate.tasks import load_task_file, task_items
+from selfinstruct.evaluate.tasks import load_task_file, task_items, task_label
 from selfinstruct.evaluate.template import parse_template
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.base import LMError
@@ -150,6 +152,27 @@ MaxRetriesOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the overall score.")]
+PREDICTIONS_PANEL = "Given predictions"
+PredictionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--predictions",
+        help="Score this JSONL of outputs made elsewhere instead of querying a model (same metrics, judge "
+        "and report). A row answers the item whose [cyan]id[/] it gives (as in the reports: a SuperNI "
+        "instance id, or [cyan]<task id>-<instance index>[/] for a task file), or the instance "
+        "[cyan]index[/] (0-based) of the [cyan]task[/] it names; the output is [cyan]prediction[/] (else "
+        "[cyan]response[/]). --postprocess applies to it as to a model's reply.",
+        rich_help_panel=PREDICTIONS_PANEL,
+    ),
+]
+MissingAsEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--missing-as-empty",
+        help="With --predictions: score items the file has no row for as empty outputs (otherwise an error).",
+        rich_help_panel=PREDICTIONS_PANEL,
+    ),
+]
 
 
 def lm_settings(
@@ -254,28 +277,34 @@ def _open_cache(path: Path) -> Any:
 
 async def _evaluate(
     items: list[EvalItem],
-    settings: LMSettings,
+    settings: LMSettings | None,
     options: GenerationOptions,
     cache_path: Path,
     judge_settings: LMSettings | None,
     progress: _Progress,
+    given: PredictionSet | None = None,
 ) -> tuple[list[Any], dict[str, dict[str, int]]]:
-    """Predictions (then judgements) through LM clients sharing one response cache; also returns the
-    requests made per stage, split into sent and answered from the cache."""
+    """Predictions (generated, or `given` ones scored as they are), then judgements, through LM clients
+    sharing one response cache; also returns the requests made per stage, sent and from the cache."""
     from dataclasses import asdict
 
     from selfinstruct.lm.factory import build_client
 
-    cache = _open_cache(cache_path)
     usage: dict[str, dict[str, int]] = {}
-    progress.stage("eval", len(items))
-    client = build_client(settings, cache=cache, progress=progress)
-    try:
-        records = await generate_records(client, items, options)
-    finally:
-        usage["eval"] = asdict(client.usage.stage("eval"))
-        await client.aclose()
+    if given is not None:
+        records = given_records(items, given, options.postprocess)
+    else:
+        assert settings is not None
+        cache = _open_cache(cache_path)
+        progress.stage("eval", len(items))
+        client = build_client(settings, cache=cache, progress=progress)
+        try:
+            records = await generate_records(client, items, options)
+        finally:
+            usage["eval"] = asdict(client.usage.stage("eval"))
+            await client.aclose()
     if judge_settings is not None:
+        cache = _open_cache(cache_path)
         progress.stage("judge", len(records))
         judge = build_client(judge_settings, cache=cache, progress=progress)
         try:
@@ -289,13 +318,15 @@ async def _evaluate(
 def _execute(
     kind: Literal["superni", "tasks"],
     items: list[EvalItem],
-    settings: LMSettings,
+    settings: LMSettings | None,
     options: GenerationOptions,
     out: Path,
     cache: Path | None,
     run_options: dict[str, object],
     quiet: bool,
     judge_settings: LMSettings | None = None,
+    given: PredictionSet | None = None,
+    group_by: str = "category",
 ) -> EvalReport:
     console = Console()
     cache_path = cache or out.parent / CACHE_NAME
@@ -305,7 +336,7 @@ def _execute(
     try:
         with context:
             records, usage = eventloop.run(
-                _evaluate(items, settings, options, cache_path, judge_settings, progress)
+                _evaluate(items, settings, options, cache_path, judge_settings, progress, given)
             )
     except LMError as exc:
         raise UserError(
@@ -316,12 +347,18 @@ def _execute(
             f"Interrupted. Replies received so far are cached in {cache_path}; rerun to resume."
         )
         raise typer.Exit(130) from None
+    if given is not None:
+        model = ModelInfo(backend="predictions", model=str(given.path), api="given")
+    else:
+        assert settings is not None
+        model = model_info(settings)
     report = build_report(
         kind,
         records,
-        model_info(settings),
+        model,
         run_options,
         judge=model_info(judge_settings) if judge_settings else None,
+        group_by=group_by,
     )
     report.usage = usage
     report.elapsed_s = round(time.monotonic() - started, 3)
@@ -330,11 +367,17 @@ def _execute(
         f"{stage}: {u['requests'] - u['cache_hits']} sent, {u['cache_hits']} cached"
         for stage, u in usage.items()
     )
+    done = f"Requests ({sent})"
+    if given is not None:
+        done = (
+            f"{len(items)} given predictions scored ({given.missing} missing scored as empty, "
+            f"{given.skipped} rows for other items skipped)" + (f"; requests ({sent})" if sent else "")
+        )
     if quiet:
         console.print(f"ROUGE-L {report.overall.rougeL:.2f}  exact match {report.overall.exact_match:.2f}")
     else:
         console.print(Markdown(render_markdown(report)))
-        console.print(f"Requests ({sent}) in {report.elapsed_s:.1f} s. Wrote {out} and {markdown_path}")
+        console.print(f"{done} in {report.elapsed_s:.1f} s. Wrote {out} and {markdown_path}", markup=False)
     return report
 
 
@@ -402,40 +445,73 @@ def superni_command(
     max_retries: MaxRetriesOpt = 6,
     threads: ThreadsOpt = 1,
     device: DeviceOpt = None,
+    predictions: PredictionsOpt = None,
+    missing_as_empty: MissingAsEmptyOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Zero-shot SuperNI: definition + input -> greedy reply, scored by ROUGE-L and exact match."""
+    """Zero-shot SuperNI: definition + input -> greedy reply, scored by ROUGE-L and exact match.
+
+    With --predictions, a file of outputs made elsewhere is scored instead (rows need an id, or task and
+    index)."""
 
     def body() -> None:
-        settings = lm_settings(
-            backend,
-            model,
-            base_url,
-            api,
-            api_key_env,
-            concurrency,
-            request_timeout,
-            threads,
-            device,
-            max_retries,
-        )
+        settings = None
+        if predictions is None:
+            settings = lm_settings(
+                backend,
+                model,
+                base_url,
+                api,
+                api_key_env,
+                concurrency,
+                request_timeout,
+                threads,
+                device,
+                max_retries,
+            )
         options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, SUPERNI_FIELDS) if template else None
         loaded = load_superni_tasks(tasks, split_file=split, tasks_filter=tasks_filter)
         items = superni_items(loaded, limit=limit, pos_examples=pos_examples, template=parsed)
-        run_options: dict[str, object] = {
-            "tasks": str(tasks),
-            "limit": limit,
-            "tasks_filter": tasks_filter,
-            "pos_examples": pos_examples,
-            "max_new_tokens": max_new_tokens,
-            "template": template,
-            "stop": list(options.stop_sequences()) or None,
-            "postprocess": postprocess,
-        }
-        _execute("superni", items, settings, options, out, cache, run_options, quiet)
+        given = None
+        if predictions is not None:
+            given = load_predictions(
+                predictions,
+                items,
+                task_names=[task.name for task in loaded],
+                line_order=False,
+                missing_as_empty=missing_as_empty,
+            )
+        run_options = _run_options(tasks, limit, tasks_filter, max_new_tokens, template, options, given)
+        run_options["pos_examples"] = pos_examples
+        _execute("superni", items, settings, options, out, cache, run_options, quiet, given=given)
 
     _user_errors(body)
+
+
+def _run_options(
+    tasks: Path,
+    limit: int | None,
+    tasks_filter: str | None,
+    max_new_tokens: int,
+    template: str | None,
+    options: GenerationOptions,
+    given: PredictionSet | None,
+) -> dict[str, object]:
+    """The settings a report records (`eval compare` warns when two reports differ in one); decoding
+    settings are left out for given predictions, which no decoding of ours made."""
+    generated = given is None
+    return {
+        "tasks": str(tasks),
+        "limit": limit,
+        "tasks_filter": tasks_filter,
+        "max_new_tokens": max_new_tokens if generated else None,
+        "template": template,
+        "stop": (list(options.stop_sequences()) or None) if generated else None,
+        "postprocess": options.postprocess,
+        "predictions": None if given is None else str(given.path),
+        "missing_as_empty": None if given is None or not given.missing else given.missing,
+    }
 
 
 def _generation_options(
@@ -462,7 +538,8 @@ def tasks_command(
         Path,
         typer.Option(
             "--tasks",
-            help="Seed-format JSONL (instruction, instances with input/output), or a built-in seed set name.",
+            help="Seed-format JSONL (instruction, instances with input/output), or a built-in set: "
+            "[cyan]user-oriented[/] (the paper's 252 user-oriented tasks) or a seed set name.",
         ),
     ],
     limit: LimitOpt = None,
@@ -534,26 +611,36 @@ def tasks_command(
             rich_help_panel=JUDGE_PANEL,
         ),
     ] = "OPENAI_API_KEY",
+    predictions: PredictionsOpt = None,
+    missing_as_empty: MissingAsEmptyOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Seed-format task file: ROUGE-L against the reference, optionally rated A-D by an LLM judge.
 
     The paper's scale: A valid and satisfying; B acceptable with minor errors; C relevant but with
-    significant errors; D irrelevant or invalid. The report gives the share of each rating."""
+    significant errors; D irrelevant or invalid. The report gives the share of each rating, overall and
+    per group (a task file's [cyan]motivation_app[/], as in the paper's user-oriented set, else
+    classification or not). [cyan]--tasks user-oriented[/] is the paper's 252-task set, built in.
+
+    With --predictions, a file of outputs made elsewhere is scored instead; the paper's own prediction
+    files (fields prompt, instruction, input, response; no id) are read too: row i answers the i-th
+    instance of the task file, and its instruction and input must match that instance's."""
 
     def body() -> None:
-        settings = lm_settings(
-            backend,
-            model,
-            base_url,
-            api,
-            api_key_env,
-            concurrency,
-            request_timeout,
-            threads,
-            device,
-            max_retries,
-        )
+        settings = None
+        if predictions is None:
+            settings = lm_settings(
+                backend,
+                model,
+                base_url,
+                api,
+                api_key_env,
+                concurrency,
+                request_timeout,
+                threads,
+                device,
+                max_retries,
+            )
         judge_settings = None
         if judge or judge_backend or judge_model:
             spec_backend, spec_model = parse_judge_spec(judge) if judge else ("openai", None)
@@ -571,17 +658,32 @@ def tasks_command(
             )
         options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, TASK_FIELDS) if template else None
-        items = task_items(load_task_file(tasks), limit=limit, tasks_filter=tasks_filter, template=parsed)
-        run_options: dict[str, object] = {
-            "tasks": str(tasks),
-            "limit": limit,
-            "tasks_filter": tasks_filter,
-            "max_new_tokens": max_new_tokens,
-            "template": template,
-            "stop": list(options.stop_sequences()) or None,
-            "postprocess": postprocess,
-        }
-        _execute("tasks", items, settings, options, out, cache, run_options, quiet, judge_settings)
+        loaded = load_task_file(tasks)
+        items = task_items(loaded, limit=limit, tasks_filter=tasks_filter, template=parsed)
+        given = None
+        if predictions is not None:
+            given = load_predictions(
+                predictions,
+                items,
+                task_names=[task_label(entry.task, index) for index, entry in enumerate(loaded)],
+                line_order=True,
+                missing_as_empty=missing_as_empty,
+            )
+        run_options = _run_options(tasks, limit, tasks_filter, max_new_tokens, template, options, given)
+        group_by = "motivation_app" if any(entry.group for entry in loaded) else "category"
+        _execute(
+            "tasks",
+            items,
+            settings,
+            options,
+            out,
+            cache,
+            run_options,
+            quiet,
+            judge_settings,
+            given=given,
+            group_by=group_by,
+        )
 
     _user_errors(body)
 

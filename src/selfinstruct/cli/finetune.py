@@ -233,6 +233,15 @@ def finetune(
             rich_help_panel=DATA,
         ),
     ] = None,
+    allow_eval_data: Annotated[
+        bool,
+        typer.Option(
+            "--allow-eval-data",
+            help="Train on the paper's user-oriented evaluation set anyway (its authors ask that it is not "
+            "used for training, so --data or --seeds holding it is refused without this flag).",
+            rich_help_panel=DATA,
+        ),
+    ] = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show the live progress bar.")
     ] = True,
@@ -267,6 +276,7 @@ def finetune(
         merge=merge,
         include_seeds=include_seeds,
         seeds=seeds,
+        allow_eval_data=allow_eval_data or None,
         progress=progress,
     )
     cfg.require_paths()

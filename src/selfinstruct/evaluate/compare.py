@@ -15,6 +15,10 @@ from selfinstruct.evaluate.report import EvalReport, ItemRecord, md_escape
 CompareMetric = Literal["rougeL", "exact_match", "rating"]
 # For `rating`: the four levels as numbers (A best), so a mean and a difference make sense.
 RATING_VALUES = {"A": 4.0, "B": 3.0, "C": 2.0, "D": 1.0}
+# Options expected to differ between two reports worth comparing (where tasks and predictions came from),
+# and the decoding settings a report of given predictions does not have.
+_UNCOMPARED_OPTIONS = frozenset({"tasks", "predictions"})
+_DECODING_OPTIONS = frozenset({"max_new_tokens", "stop"})
 
 
 class Difference(BaseModel):
@@ -136,10 +140,13 @@ def compare_reports(
     rows += [row(name, "category", group) for name, group in sorted(by_category.items())]
     rows += [row(name, "task", group) for name, group in by_task.items()]
     # Options that differ (prompt template, post-processing, limits...) make a comparison suspect: say so.
+    skipped = _UNCOMPARED_OPTIONS
+    if "predictions" in (a.model.backend, b.model.backend):
+        skipped = skipped | _DECODING_OPTIONS
     differing = {
         key: [a.options.get(key), b.options.get(key)]
         for key in sorted(set(a.options) | set(b.options))
-        if key != "tasks" and a.options.get(key) != b.options.get(key)
+        if key not in skipped and a.options.get(key) != b.options.get(key)
     }
     return Comparison(
         option_differences=differing,

@@ -6,9 +6,15 @@ Semantics follow SuperNI's `compute_metrics` (the Tk-Instruct evaluation the Sel
   collapsed; unlike SQuAD, articles are kept);
 - ROUGE-L is the LCS F-measure of `rouge_score` with its default tokenizer and the Porter stemmer for
   English (lower case, runs of characters outside ``[a-z0-9]`` become spaces, tokens longer than 3
-  characters are stemmed), computed on the raw prediction and reference; non-English outputs are
-  split on whitespace only, as the official script does;
+  characters are stemmed), computed on the raw prediction and reference;
 - an instance scores the maximum over its references; aggregates are means times 100.
+
+A deviation, for tasks whose output language is not English only: SuperNI's official script
+(`eval/automatic/evaluation.py`) scores its cross-lingual track with GPT-2's tokenizer (BPE tokens, the
+leading space marker removed, case kept, no stemming). GPT-2's tokenizer files are not available offline,
+so here such outputs are split on whitespace (case kept, no stemming), as Tk-Instruct's earlier
+`compute_metrics.py` did. The paper's SuperNI test set (119 tasks) is English, so its score is unaffected;
+docs/pipeline.md says so too.
 
 The tokenizer is reimplemented here (and tested against the `rouge_score` package) so evaluation does
 not need that package at run time; only the stemmer comes from NLTK, the library `rouge_score` uses.

@@ -83,6 +83,11 @@ class EvalReport(BaseModel):
     model: ModelInfo
     judge: ModelInfo | None = None
     options: dict[str, object] = Field(default_factory=dict)
+    group_by: str = Field(
+        default="category",
+        description="What per_category groups by: SuperNI's category, a task file's motivation_app, or "
+        "classification vs the rest.",
+    )
     overall: GroupScore
     per_category: list[GroupScore]
     per_task: list[GroupScore]
@@ -209,7 +214,7 @@ def render_markdown(report: EvalReport) -> str:
                 ["count", *(str(overall.ratings[key]) for key in header[1:])],
             ],
         )
-    lines += ["", "## Per category", ""]
+    lines += ["", f"## Per {md_escape(report.group_by)}", ""]
     lines += _category_table(report)
     lines += ["", "## Per task", ""]
     header = ["task", "category", "n", "ROUGE-L", "exact match"]
@@ -229,13 +234,19 @@ def render_markdown(report: EvalReport) -> str:
 
 
 def _category_table(report: EvalReport) -> list[str]:
-    header = ["category", "n", "ROUGE-L", "exact match"]
+    header = [md_escape(report.group_by), "n", "ROUGE-L", "exact match"]
+    with_ratings = any(category.ratings for category in report.per_category)
+    if with_ratings:
+        header += [f"{r} %" for r in RATINGS]
     official = report.kind == "superni"
     if official:
         header.append("SuperNI metric")
     rows = []
     for category in report.per_category:
         row = [md_escape(category.name), str(category.n), _fmt(category.rougeL), _fmt(category.exact_match)]
+        if with_ratings:
+            shares = rating_shares(category.ratings or {})
+            row += [_fmt(shares.get(r, 0.0)) for r in RATINGS]
         if official:
             metric = SUPERNI_CATEGORY_METRIC.get(category.name)
             row.append(f"{metric} {_fmt(getattr(category, metric))}" if metric else "-")

@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from selfinstruct.evaluate.items import EvalItem
 from selfinstruct.evaluate.judge import build_judge_prompt, parse_judgement
 from selfinstruct.evaluate.metrics import score_prediction
+from selfinstruct.evaluate.predictions import PredictionSet
 from selfinstruct.evaluate.report import EvalReport, ItemRecord, JudgeRecord, ModelInfo, aggregate
 from selfinstruct.lm.base import Completion, Decoding, Request
 
@@ -101,6 +102,33 @@ async def generate_records(
     return records
 
 
+def given_records(
+    items: Sequence[EvalItem], predictions: PredictionSet, postprocess: Postprocess
+) -> list[ItemRecord]:
+    """Records for predictions made elsewhere: each given text is post-processed and scored exactly like
+    a model's reply (`finish_reason` says `given`, or `missing` for an item scored as empty)."""
+    records = []
+    for item in items:
+        given = predictions.by_id[item.id]
+        prediction = postprocess_prediction(given.text, postprocess)
+        records.append(
+            ItemRecord(
+                id=item.id,
+                task=item.task,
+                category=item.category,
+                instruction=item.instruction,
+                input=item.input,
+                prompt=item.prompt,
+                prediction=prediction,
+                raw_output=given.text,
+                finish_reason="given" if given.line is not None else "missing",
+                references=list(item.references),
+                scores=score_prediction(prediction, item.references, english=item.english),
+            )
+        )
+    return records
+
+
 async def judge_records(
     client: CompletionClient, records: Sequence[ItemRecord], max_tokens: int = JUDGE_MAX_TOKENS
 ) -> list[ItemRecord]:
@@ -130,10 +158,12 @@ def build_report(
     model: ModelInfo,
     options: dict[str, object],
     judge: ModelInfo | None = None,
+    group_by: str = "category",
 ) -> EvalReport:
     overall, per_category, per_task = aggregate(records)
     return EvalReport(
         kind=kind,
+        group_by=group_by,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         model=model,
         judge=judge,

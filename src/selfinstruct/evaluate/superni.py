@@ -239,9 +239,12 @@ def superni_items(
     """One evaluation item per instance (the first `limit` of each task, as the official test split
     takes the first 100), with its prompt built by the standard format or the user's template."""
     items = []
+    ordinal = 0
     for task in tasks:
         instances = task.instances if limit is None else task.instances[:limit]
-        for instance in instances:
+        first = ordinal
+        ordinal += len(task.instances)
+        for number, instance in enumerate(instances):
             if template is None:
                 prompt = build_superni_prompt(task, instance, pos_examples)
             else:
@@ -263,6 +266,8 @@ def superni_items(
                     references=instance.references,
                     prompt=prompt,
                     english=task.english,
+                    index=number,
+                    ordinal=first + number,
                 )
             )
     return items

@@ -1,9 +1,12 @@
 """Evaluation on any file in the seed format (the paper's user-oriented set uses it too): one JSON object
 per line with `instruction` and `instances` (`input`, `output`), optionally `id`, `name`,
-`is_classification`."""
+`is_classification` and `motivation_app` (the user-oriented set's grouping; reports group by it).
+
+Built-in sets: `user-oriented` (the paper's 252 tasks, shipped in the package) and the seed sets."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,18 @@ from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.items import EvalItem
 from selfinstruct.evaluate.superni import matches_filter
 from selfinstruct.evaluate.template import PromptTemplate
+from selfinstruct.evaluate.user_oriented import builtin_eval_sets
 from selfinstruct.jsonl import read_jsonl
 from selfinstruct.records import Instance, Task
 from selfinstruct.seeds import resolve_seed_source
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """A task to evaluate and the group its items are reported under (`motivation_app`, when given)."""
+
+    task: Task
+    group: str | None = None
 
 
 def parse_task_line(data: dict[str, Any], path: Path, line: int) -> Task:
@@ -42,14 +54,27 @@ def parse_task_line(data: dict[str, Any], path: Path, line: int) -> Task:
     )
 
 
-def load_task_file(spec: Path | str) -> list[Task]:
-    """Read a seed-format JSONL file, or a built-in seed set by name (`default`, `medical`, ...).
+def resolve_task_source(spec: Path | str) -> Path:
+    """An existing path, else a built-in evaluation set (`user-oriented`), else a built-in seed set."""
+    text = str(spec).strip()
+    if not Path(text).expanduser().exists():
+        builtin = builtin_eval_sets().get(text.lower())
+        if builtin is not None:
+            return builtin
+    return resolve_seed_source(text)
+
+
+def load_task_file(spec: Path | str) -> list[EvalTask]:
+    """Read a seed-format JSONL file, or a built-in set by name (`user-oriented`, `default`, ...).
 
     Lenient where the seed loader is strict: evaluation sets such as the paper's 252 user-oriented
     instructions carry no `is_classification`, so it is optional here. Blank lines are skipped; a bad
     line names the file and line number."""
-    path = resolve_seed_source(str(spec))
-    tasks = [parse_task_line(obj, path, number) for number, _, obj in read_jsonl(path)]
+    path = resolve_task_source(spec)
+    tasks = []
+    for number, _, obj in read_jsonl(path):
+        group = obj.get("motivation_app")
+        tasks.append(EvalTask(parse_task_line(obj, path, number), group if isinstance(group, str) else None))
     if not tasks:
         raise InputFileError(path, None, "no tasks in the file")
     return tasks
@@ -59,7 +84,10 @@ def task_label(task: Task, index: int) -> str:
     return task.name or task.id or f"task{index + 1}"
 
 
-def task_category(task: Task) -> str:
+def task_category(task: Task, group: str | None = None) -> str:
+    """The report group: `motivation_app` where the file gives one, else the classification flag."""
+    if group:
+        return group
     if task.is_classification is None:
         return "all"
     return "classification" if task.is_classification else "non-classification"
@@ -74,15 +102,20 @@ def build_task_prompt(instruction: str, text_input: str) -> str:
 
 
 def task_items(
-    tasks: list[Task],
+    tasks: list[EvalTask],
     limit: int | None = None,
     tasks_filter: str | None = None,
     template: PromptTemplate | None = None,
 ) -> list[EvalItem]:
     items = []
     seen: set[str] = set()
-    for index, task in enumerate(tasks):
+    ordinal = 0
+    for index, entry in enumerate(tasks):
+        task = entry.task
+        category = task_category(task, entry.group)
         name = task_label(task, index)
+        first = ordinal
+        ordinal += len(task.instances)
         if not matches_filter(name, tasks_filter):
             continue
         instances = task.instances if limit is None else task.instances[:limit]
@@ -100,17 +133,19 @@ def task_items(
                     definition=task.instruction.strip(),
                     input=instance.input.strip(),
                     task=name,
-                    category=task_category(task),
+                    category=category,
                 )
             items.append(
                 EvalItem(
                     id=item_id,
                     task=name,
-                    category=task_category(task),
+                    category=category,
                     instruction=task.instruction,
                     input=instance.input,
                     references=(instance.output,),
                     prompt=prompt,
+                    index=number,
+                    ordinal=first + number,
                 )
             )
     if not items:

@@ -51,6 +51,9 @@ class FinetuneConfig(BaseModel):
     seeds: Path | None = Field(
         default=None, description="Seed file or built-in set; default: run's or project's."
     )
+    allow_eval_data: bool = Field(
+        default=False, description="Train on the paper's user-oriented evaluation set anyway (else refused)."
+    )
     save_steps: int = Field(default=50, ge=1, description="Checkpoint every N steps (and at the end).")
     save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept in OUT/checkpoints.")
     logging_steps: int = Field(default=1, ge=1)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selfinstruct.errors import UserError
-from selfinstruct.pipeline.prepare import DEFAULT_EOS, read_finetune_data
+from selfinstruct.evaluate import user_oriented
+from selfinstruct.pipeline.prepare import DEFAULT_EOS, EMBEDDED_EOS, read_finetune_data
 from selfinstruct.records import FinetuneExample, Task
 
 if TYPE_CHECKING:
@@ -49,12 +50,12 @@ def _run_seed_tasks(run_dir: Path) -> list[Task] | None:
         store.close()
 
 
-def seed_tasks_for(data: Path, seeds: Path | None) -> list[Task]:
+def seed_tasks_for(data: Path, seeds: Path | None, *, allow_eval_data: bool = False) -> list[Task]:
     """`--seeds` if given, else the run's own seeds (run directory), else the project's default set."""
     from selfinstruct.seeds import load_seed_tasks
 
     if seeds is not None:
-        return load_seed_tasks(seeds)
+        return load_seed_tasks(seeds, allow_eval_data=allow_eval_data)
     if data.is_dir():
         run_seeds = _run_seed_tasks(data)
         if run_seeds:
@@ -63,20 +64,48 @@ def seed_tasks_for(data: Path, seeds: Path | None) -> list[Task]:
 
 
 def load_examples(
-    data: Path, *, include_seeds: bool = True, seeds: Path | None = None, seed: int = 0
+    data: Path,
+    *,
+    include_seeds: bool = True,
+    seeds: Path | None = None,
+    seed: int = 0,
+    allow_eval_data: bool = False,
 ) -> tuple[Path, list[FinetuneExample]]:
-    """Resolve `data` and read its examples (stage 4 encoding for instance files, seeds added)."""
+    """Resolve `data` and read its examples (stage 4 encoding for instance files, seeds added).
+
+    The paper's user-oriented evaluation set is refused as data or seeds unless `allow_eval_data`."""
+    if not allow_eval_data and user_oriented.is_user_oriented_name(data):
+        raise user_oriented.refuse_for_training("--data", data)
     path = resolve_data_file(data)
-    seed_tasks = seed_tasks_for(data, seeds) if include_seeds else []
+    seed_tasks = seed_tasks_for(data, seeds, allow_eval_data=allow_eval_data) if include_seeds else []
     examples = read_finetune_data(path, seed=seed, seed_tasks=seed_tasks)
     if not examples:
         raise UserError(f"{path}: no training examples")
+    if not allow_eval_data:
+        matches = user_oriented.count_matches(prompts=(ex.prompt for ex in examples))
+        if matches:
+            raise user_oriented.refuse_for_training("--data", data, matches)
     return path, examples
 
 
-def swap_eos(completion: str, eos_token: str, marker: str = DEFAULT_EOS) -> str:
-    """Stage 4 ends completions with the paper's `<|endoftext|>` marker; train on the model's own EOS."""
-    if completion.endswith(marker) and marker != eos_token:
+# End-of-sequence texts stage 4 may have written (`selfinstruct prepare --eos`, the run's model's): the
+# paper's GPT-3 one first, then Gemma's, Llama 2's / Mistral's, Qwen's chat end, Llama 3's.
+KNOWN_EOS_MARKERS = (DEFAULT_EOS, EMBEDDED_EOS, "</s>", "<|im_end|>", "<|end_of_text|>", "<|eot_id|>")
+
+
+def common_eos_marker(completions: Sequence[str]) -> str | None:
+    """The known EOS text that every completion ends with (a prepared file uses one), else None."""
+    if not completions:
+        return None
+    for marker in KNOWN_EOS_MARKERS:
+        if all(c.endswith(marker) for c in completions):
+            return marker
+    return None
+
+
+def swap_eos(completion: str, eos_token: str, marker: str | None = DEFAULT_EOS) -> str:
+    """Replace the file's EOS text (`marker`) by the model's own EOS token; add it where missing."""
+    if marker and completion.endswith(marker) and marker != eos_token:
         completion = completion[: -len(marker)]
     return completion if completion.endswith(eos_token) else completion + eos_token
 
@@ -85,9 +114,11 @@ def to_dataset(examples: Sequence[FinetuneExample], eos_token: str) -> Dataset:
     """A `datasets.Dataset` in TRL's prompt-completion format (TRL masks the prompt out of the loss)."""
     from datasets import Dataset
 
+    completions = [ex.completion for ex in examples]
+    marker = common_eos_marker(completions)
     return Dataset.from_dict(
         {
             "prompt": [ex.prompt for ex in examples],
-            "completion": [swap_eos(ex.completion, eos_token) for ex in examples],
+            "completion": [swap_eos(c, eos_token, marker) for c in completions],
         }
     )

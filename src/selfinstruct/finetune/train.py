@@ -145,7 +145,13 @@ def build_trainer(cfg: FinetuneConfig, console: Console | None = None) -> tuple[
     from selfinstruct.finetune.progress import RichProgressCallback
 
     data, out = cfg.require_paths()
-    data_file, examples = load_examples(data, include_seeds=cfg.include_seeds, seeds=cfg.seeds, seed=cfg.seed)
+    data_file, examples = load_examples(
+        data,
+        include_seeds=cfg.include_seeds,
+        seeds=cfg.seeds,
+        seed=cfg.seed,
+        allow_eval_data=cfg.allow_eval_data,
+    )
     precision = resolve_precision(cfg.precision)
     # LoRA keeps the frozen base in the training dtype; full tuning keeps fp32 master weights (autocast).
     load_dtype = torch_dtype(precision if cfg.method == "lora" else "fp32")

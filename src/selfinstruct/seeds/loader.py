@@ -152,8 +152,15 @@ def _fill_missing_ids(tasks: list[Task], used: set[str]) -> list[Task]:
     return out
 
 
-def load_seed_tasks(path: Path | str | None = None) -> list[Task]:
-    """Load and validate a seed file (None: the project's default set; a built-in set name also works)."""
+def load_seed_tasks(path: Path | str | None = None, *, allow_eval_data: bool = False) -> list[Task]:
+    """Load and validate a seed file (None: the project's default set; a built-in set name also works).
+
+    The paper's user-oriented evaluation set is refused (by name, and by content: any of its instructions)
+    unless `allow_eval_data`: its authors ask that it is not used for training."""
+    from selfinstruct.evaluate import user_oriented
+
+    if path is not None and not allow_eval_data and user_oriented.is_user_oriented_name(path):
+        raise user_oriented.refuse_for_training("--seeds", path)
     source = resolve_seed_source(path)
     if not source.exists():
         names = ", ".join(sorted(_BUILTIN_FILES))
@@ -167,6 +174,10 @@ def load_seed_tasks(path: Path | str | None = None) -> list[Task]:
     tasks = parse_seed_lines(data.splitlines(), source)
     if not tasks:
         raise InputFileError(source, None, "no seed tasks (the file is empty)")
+    if not allow_eval_data:
+        matches = user_oriented.count_matches(t.instruction for t in tasks)
+        if matches:
+            raise user_oriented.refuse_for_training("--seeds", source, matches)
     return tasks
 
 
