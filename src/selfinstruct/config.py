@@ -10,10 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.lm.base import Decoding
+from selfinstruct.lm.credentials import public_url
 from selfinstruct.lm.settings import LMSettings
 
 DEFAULT_BLACKLIST: tuple[str, ...] = (
@@ -140,6 +149,15 @@ class RunSettings(BaseModel):
         if self.filters.min_words > self.filters.max_words:
             raise ValueError("filters.min_words exceeds filters.max_words")
         return self
+
+    @field_serializer("lm", mode="wrap")
+    def _lm_without_credentials(self, lm: LMSettings, handler: SerializerFunctionWrapHandler) -> Any:
+        """Settings are stored in the run and printed by `config --show`: a password written into a
+        --base-url (`http://user:secret@host/v1`) must reach neither. A resumed run gets it from the flag."""
+        data = handler(lm)
+        if isinstance(data, dict) and isinstance(data.get("base_url"), list):
+            data["base_url"] = [public_url(url) for url in data["base_url"]]
+        return data
 
     # Decoding settings of each stage, built in one place.
     def generation_decoding(self) -> Decoding:

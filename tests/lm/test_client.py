@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from pathlib import Path
 
 import pytest
+from multidict import CIMultiDict
 
 from selfinstruct.lm.base import Completion, Decoding, LMError, Request
 from selfinstruct.lm.cache import MemoryResponseCache, SQLiteResponseCache
 from selfinstruct.lm.client import ClientEvent, LMClient
 from selfinstruct.lm.factory import build_client
 from selfinstruct.lm.limits import AsyncTokenBucket
-from selfinstruct.lm.openai_compat import OpenAICompatLM
+from selfinstruct.lm.openai_compat import OpenAICompatLM, parse_retry_after
 from selfinstruct.lm.settings import LMSettings
 from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan
 
@@ -86,6 +88,64 @@ def test_retry_after_is_honoured_instead_of_the_exponential_backoff() -> None:
     assert client.usage.stages["instructions"].errors == 1
 
 
+@pytest.mark.parametrize(("fmt", "wait", "low", "high"), [("ms", 0.3, 0.55, 2.0), ("date", 0.2, 0.2, 2.5)])
+def test_retry_after_in_milliseconds_and_as_an_http_date(
+    fmt: str, wait: float, low: float, high: float
+) -> None:
+    plan = FaultPlan(rate_limit=1.0, retry_after=wait, retry_after_format=fmt)  # type: ignore[arg-type]
+    with FakeOpenAIServer(faults=plan) as server:
+        settings = LMSettings(backend="openai", base_url=[server.base_url], model="m", max_retries=2)
+        client = LMClient(OpenAICompatLM(settings), settings, backoff_initial=20.0, backoff_max=60.0)
+        start = time.monotonic()
+        with pytest.raises(LMError, match="429"):
+            asyncio.run(run_all(client, requests(1)))
+        elapsed = time.monotonic() - start
+    # Two waits as the header says, not the 20 s backoff (nor none at all). An HTTP date has whole
+    # seconds: the fake rounds up, so each wait is between `wait` and `wait` + 1 s.
+    assert low <= elapsed < high
+
+
+def test_parse_retry_after_forms() -> None:
+    now = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert parse_retry_after(CIMultiDict({"Retry-After-Ms": "1500", "Retry-After": "9"})) == 1.5
+    assert parse_retry_after(CIMultiDict({"retry-after": "2"})) == 2.0
+    assert 28.0 <= (parse_retry_after(CIMultiDict({"Retry-After": now})) or 0.0) <= 30.0
+    assert parse_retry_after(CIMultiDict({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0
+    assert parse_retry_after(CIMultiDict({"Retry-After": "soon"})) is None
+    assert parse_retry_after(CIMultiDict({"retry-after-ms": "x", "retry-after": "1"})) == 1.0
+    assert parse_retry_after(CIMultiDict()) is None
+
+
+def test_bad_replies_have_a_retry_budget_of_their_own() -> None:
+    # Each prompt's first 3 replies are its own malformed body (the same each time), then it is answered.
+    plan = FaultPlan(seed=5, sticky_garbage=1.0, sticky_times=3)
+    with FakeOpenAIServer(numbered, faults=plan) as server:
+        client = client_for(server, max_retries=0, reply_retries=3)  # no retries left for 429/5xx
+        results = asyncio.run(run_all(client, requests(6)))
+    assert [r.text for r in results] == [f" reply to [prompt {i}] with some words" for i in range(6)]
+    assert client.usage.stages["instructions"].retries == 18
+    # And the reverse: a large budget for failures does not buy more tries for a bad reply ...
+    with FakeOpenAIServer(numbered, faults=plan) as server:
+        client = client_for(server, max_retries=10, reply_retries=2)
+        with pytest.raises(LMError, match=r"failed after 3 attempts.*unusable reply"):
+            asyncio.run(run_all(client, requests(1)))
+        assert server.requests_received == 3
+    # ... nor does a large budget for bad replies buy more tries after 5xx.
+    with FakeOpenAIServer(numbered, faults=FaultPlan(server_error=1.0)) as server:
+        client = client_for(server, max_retries=1, reply_retries=10, endpoint_backoff=0.0)
+        with pytest.raises(LMError, match=r"failed after 2 attempts.*server error 500"):
+            asyncio.run(run_all(client, requests(1)))
+
+
+def test_empty_replies_are_retried_then_accepted() -> None:
+    with FakeOpenAIServer(numbered, faults=FaultPlan(empty=1.0)) as server:
+        client = client_for(server, max_retries=0, reply_retries=2)
+        [result] = asyncio.run(run_all(client, requests(1)))
+        assert server.requests_received == 3
+    assert (result.text, result.finish_reason) == ("", "stop")
+    assert client.usage.stages["instructions"].retries == 2
+
+
 def test_slow_replies_time_out_and_are_retried() -> None:
     plan = FaultPlan(seed=1, slow=0.3, slow_delay=3.0)
     with FakeOpenAIServer(numbered, faults=plan) as server:
@@ -108,7 +168,9 @@ def test_client_error_is_not_retried_and_never_shows_the_key(monkeypatch: pytest
             asyncio.run(run_all(client, requests(1)))
         assert server.requests_received == 0
     message = str(info.value)
-    assert "401" in message and "sk-wrong-123" not in message and "sk-right-456" not in message
+    # The fake echoes the Authorization header it got, as some servers do: the client masks it.
+    assert "401" in message and "Authorization 'Bearer ***'" in message
+    assert "sk-wrong-123" not in message and "sk-right-456" not in message
     assert client.usage.stages["instructions"].retries == 0
 
 
@@ -174,6 +236,34 @@ def test_requests_per_minute_limit_paces_requests() -> None:
         asyncio.run(run_all(client, requests(23)))
         elapsed = time.monotonic() - start
     assert 1.3 <= elapsed < 4.0
+
+
+def test_tokens_per_minute_limit_paces_requests_and_charges_the_real_usage() -> None:
+    def full_length(prompt: str, body: dict[str, object]) -> str:
+        return " w" * int(body["max_tokens"])  # type: ignore[call-overload]
+
+    # 100 one-letter words: the client estimates 200 chars / 4 = 50 prompt tokens, the server counts 100.
+    prompt = "a " * 100
+    reqs = [Request(prompt + str(i), Decoding(max_tokens=50)) for i in range(32)]
+
+    async def one_by_one(client: LMClient) -> None:
+        try:
+            for request in reqs:
+                await client.complete(request)
+        finally:
+            await client.aclose()
+
+    with FakeOpenAIServer(full_length) as server:
+        # 24,000/min = 400/s with a burst of 4,000. Estimated, 32 requests need 32 * 100 = 3,200 (no
+        # wait at all); charged what they really used (151 each), the last one waits for 31 * 151 + 100
+        # - 4,000 = 781 tokens: about 2 s.
+        client = client_for(server, tokens_per_minute=24_000)
+        start = time.monotonic()
+        asyncio.run(one_by_one(client))
+        elapsed = time.monotonic() - start
+    usage = client.usage.total
+    assert usage.prompt_tokens + usage.completion_tokens == 32 * 151
+    assert 1.2 <= elapsed < 5.0
 
 
 def test_token_bucket_pacing_and_debt() -> None:

@@ -65,6 +65,12 @@ class RetryableLMError(LMError):
         self.retry_after = retry_after
 
 
+class BadReplyError(RetryableLMError):
+    """The server answered, but with a body that cannot be used (not JSON, no choices) or empty text.
+    Retried on a budget of its own (`LMSettings.reply_retries`), apart from 429/5xx/timeouts: a server
+    that keeps failing must not use up the retries of a reply that is merely bad, nor the reverse."""
+
+
 @runtime_checkable
 class LM(Protocol):
     """A backend. `identity` names backend+model+mode for the response cache key."""

@@ -9,15 +9,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from selfinstruct.lm.base import LM, Completion, LMError, Request, RetryableLMError, cache_key
+from selfinstruct.lm.base import (
+    LM,
+    BadReplyError,
+    Completion,
+    LMError,
+    Request,
+    RetryableLMError,
+    cache_key,
+)
 from selfinstruct.lm.cache import ResponseCache
 from selfinstruct.lm.limits import AsyncTokenBucket
 from selfinstruct.lm.settings import LMSettings
@@ -92,18 +94,27 @@ class EndpointStats:
     outstanding: int = 0
 
 
-class EmptyReplyError(RetryableLMError):
+class EmptyReplyError(BadReplyError):
     """A remote endpoint answered with empty text; retried a few times before it is accepted as is."""
+
+
+@dataclass
+class _Attempts:
+    """Failed attempts of one request, per retry budget."""
+
+    failures: int = 0  # 429, 5xx, timeouts, connection errors
+    bad_replies: int = 0  # empty or malformed bodies
 
 
 class LMClient:
     """Wraps a backend with the cache, limits, retries and accounting. One instance per run and loop.
 
-    Retries: RetryableLMError (429, 5xx, timeouts, connection errors, unusable bodies) is retried up to
+    Retries, on two budgets. A transient failure (429, 5xx, timeout, connection error) is retried up to
     `settings.max_retries` times, waiting Retry-After when the server gave one, else exponential backoff
-    with jitter. An empty reply from a remote endpoint is retried up to `empty_retries` times and then
-    accepted as it is (a model may really answer nothing). Local backends get no timeout: their worker
-    thread cannot be cancelled, so a timeout would only pile work up.
+    with jitter. A bad reply (a body that is not usable, or empty text from a remote endpoint) is retried
+    up to `settings.reply_retries` times; then an empty reply is accepted as it is (a model may really
+    answer nothing) and a malformed one fails. Local backends get no timeout: their worker thread cannot
+    be cancelled, so a timeout would only pile work up.
     """
 
     def __init__(
@@ -115,7 +126,6 @@ class LMClient:
         progress: Callable[[ClientEvent], None] | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
-        empty_retries: int = 4,
     ) -> None:
         self.lm = lm
         self.settings = settings or LMSettings()
@@ -123,7 +133,6 @@ class LMClient:
         self.progress = progress
         self.usage = UsageStats()
         self.in_flight = 0
-        self.empty_retries = empty_retries
         self.backoff_max = backoff_max
         self._exponential = wait_exponential_jitter(
             multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
@@ -174,7 +183,15 @@ class LMClient:
                 )
                 return hit if hit.cached else replace(hit, cached=True)
 
-        empties = 0
+        attempts = _Attempts()
+
+        def out_of_retries(state: RetryCallState) -> bool:
+            """Counts the failure on its own budget; True when that budget is spent."""
+            if isinstance(state.outcome.exception() if state.outcome else None, BadReplyError):
+                attempts.bad_replies += 1
+                return attempts.bad_replies > self.settings.reply_retries
+            attempts.failures += 1
+            return attempts.failures > self.settings.max_retries
 
         def on_retry(state: RetryCallState) -> None:
             usage.retries += 1
@@ -182,21 +199,19 @@ class LMClient:
             self._emit("retry", request, error=str(exc))
 
         async def attempt() -> Completion:
-            nonlocal empties
             completion = await self._send(request)
             if (
                 not self._local
                 and not completion.text.strip()
                 and completion.finish_reason != "length"
-                and empties < self.empty_retries
+                and attempts.bad_replies < self.settings.reply_retries
             ):
-                empties += 1
                 raise EmptyReplyError("the endpoint returned empty text", retry_after=0.0)
             return completion
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableLMError),
-            stop=stop_after_attempt(self.settings.max_retries + 1),
+            stop=out_of_retries,
             wait=self._wait,
             before_sleep=on_retry,
             reraise=True,
@@ -206,7 +221,8 @@ class LMClient:
         except RetryableLMError as exc:
             usage.errors += 1
             self._emit("failed", request, error=str(exc))
-            raise LMError(f"request failed after {self.settings.max_retries + 1} attempts: {exc}") from exc
+            tries = attempts.failures + attempts.bad_replies
+            raise LMError(f"{request.stage} request failed after {tries} attempts: {exc}") from exc
         except LMError as exc:
             usage.errors += 1
             self._emit("failed", request, error=str(exc))

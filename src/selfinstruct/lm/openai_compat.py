@@ -6,11 +6,16 @@ latency, then the order given). An endpoint that fails (connection error, 5xx, t
 `endpoint_backoff` seconds and the failure is raised as retryable with `retry_after=0`, so the client's
 next attempt goes at once to another endpoint. When every endpoint rests, the one that recovers first
 is used (and the client's exponential backoff paces the attempts).
+
+Authentication, per endpoint: credentials written into its URL (`http://user:secret@host/v1`) are sent
+as Basic auth, as curl sends them (a reverse proxy in front of the server usually expects that);
+otherwise the API key, if one is set, as `Bearer`. The URL is used, stored and shown without them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import os
@@ -23,8 +28,16 @@ from typing import Any
 import aiohttp
 import certifi
 
-from selfinstruct.lm.base import Completion, Decoding, FinishReason, LMError, RetryableLMError
+from selfinstruct.lm.base import (
+    BadReplyError,
+    Completion,
+    Decoding,
+    FinishReason,
+    LMError,
+    RetryableLMError,
+)
 from selfinstruct.lm.client import EndpointStats
+from selfinstruct.lm.credentials import split_credentials
 from selfinstruct.lm.settings import LMSettings
 
 MAX_API_STOPS = 4  # the OpenAI API rejects more; the rest are applied here by truncation
@@ -71,12 +84,12 @@ def _as_int(value: object) -> int:
 
 def parse_reply(data: object, chat: bool, stops: tuple[str, ...]) -> tuple[str, FinishReason, int, int]:
     """Text, finish reason and token counts from a reply body, tolerating missing fields.
-    Raises RetryableLMError when the body has no usable choice."""
+    Raises BadReplyError when the body has no usable choice."""
     if not isinstance(data, dict):
-        raise RetryableLMError("the reply is not a JSON object")
+        raise BadReplyError("the reply is not a JSON object")
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise RetryableLMError("the reply has no choices")
+        raise BadReplyError("the reply has no choices")
     choice = choices[0]
     if chat:
         message = choice.get("message")
@@ -94,7 +107,8 @@ def parse_reply(data: object, chat: bool, stops: tuple[str, ...]) -> tuple[str, 
 
 @dataclass
 class _Endpoint:
-    url: str
+    url: str  # without credentials: this is what messages and the summary show
+    authorization: str | None = None  # the header value sent to this endpoint
     outstanding: int = 0
     requests: int = 0
     errors: int = 0
@@ -123,17 +137,27 @@ class OpenAICompatLM:
         if not settings.base_url:
             raise LMError("the openai backend needs at least one --base-url")
         self.settings = settings
-        self._endpoints = [_Endpoint(url.rstrip("/")) for url in settings.base_url]
-        self._model = settings.model
         key = os.environ.get(settings.api_key_env, "").strip() if settings.api_key_env else ""
+        self._secrets = [key] if key else []
+        self._endpoints = [self._endpoint(url, key) for url in settings.base_url]
+        self._model = settings.model
         timeout = settings.timeout
         # No total limit (a long generation may stream for a while); each phase has the --timeout.
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
         )
-        self._key = key
         self._session: aiohttp.ClientSession | None = None
         self._model_lock = asyncio.Lock()
+
+    def _endpoint(self, url: str, key: str) -> _Endpoint:
+        public, credentials = split_credentials(url)
+        if credentials is None:
+            return _Endpoint(public.rstrip("/"), f"Bearer {key}" if key else None)
+        pair = f"{credentials.username}:{credentials.password}".encode()
+        token = base64.b64encode(pair).decode("ascii")
+        # Whatever could show the password in an error message is masked (see `_clean`).
+        self._secrets += [s for s in (credentials.password, token) if s]
+        return _Endpoint(public.rstrip("/"), f"Basic {token}")
 
     def _client(self) -> aiohttp.ClientSession:
         """The session (made on first use, inside the running loop). aiohttp's C HTTP parser costs about a
@@ -147,15 +171,15 @@ class OpenAICompatLM:
             connector = aiohttp.TCPConnector(
                 limit=0, limit_per_host=max(1, self.settings.concurrency), ssl=tls, ttl_dns_cache=300
             )
-            headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=headers, timeout=self._timeout, trust_env=False
-            )
+            # No session-wide Authorization: each endpoint sends its own (see `_call`).
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
         return self._session
 
     async def _call(self, endpoint: _Endpoint, method: str, url: str, body: bytes | None = None) -> _Reply:
         """One HTTP exchange. Transport failures rest the endpoint."""
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if endpoint.authorization:
+            headers["Authorization"] = endpoint.authorization
         endpoint.outstanding += 1
         try:
             async with self._client().request(method, url, data=body, headers=headers) as response:
@@ -194,7 +218,10 @@ class OpenAICompatLM:
         return RetryableLMError(f"{endpoint.url}: {message}", retry_after=0.0 if others else None)
 
     def _clean(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """A server's error text with every secret we sent masked (some servers echo the header)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def _resolve_model(self) -> str:
         """Local servers usually serve one model: ask /models when no --model was given."""
@@ -210,7 +237,7 @@ class OpenAICompatLM:
             try:
                 model = json.loads(response.content)["data"][0]["id"]
             except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise RetryableLMError(f"{endpoint.url}/models did not name a model; pass --model") from exc
+                raise BadReplyError(f"{endpoint.url}/models did not name a model; pass --model") from exc
             if not isinstance(model, str) or not model:
                 raise LMError(f"{endpoint.url}/models did not name a model; pass --model")
             self._model = model
@@ -259,9 +286,10 @@ class OpenAICompatLM:
         try:
             data = json.loads(response.content)
             text, finish, prompt_tokens, completion_tokens = parse_reply(data, chat, decoding.stop)
-        except (ValueError, RetryableLMError) as exc:
+        except (ValueError, BadReplyError) as exc:
             endpoint.errors += 1
-            raise RetryableLMError(f"{endpoint.url}: unusable reply ({exc})") from exc
+            reason = str(exc) if isinstance(exc, BadReplyError) else "the body is not JSON"
+            raise BadReplyError(f"{endpoint.url}: unusable reply ({reason})") from exc
         endpoint.requests += 1
         endpoint.latency_sum += time.monotonic() - start
         return Completion(

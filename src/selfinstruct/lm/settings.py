@@ -41,6 +41,12 @@ class LMSettings(BaseModel):
     max_retries: int = Field(
         default=6, ge=0, description="Retries on 429/5xx/timeouts (exponential backoff)."
     )
+    reply_retries: int = Field(
+        default=4,
+        ge=0,
+        description="Retries of an empty or malformed reply, a budget apart from --max-retries "
+        "(then an empty reply is accepted, a malformed one fails).",
+    )
     requests_per_minute: float | None = Field(default=None, gt=0, description="Optional request rate limit.")
     tokens_per_minute: float | None = Field(default=None, gt=0, description="Optional token rate limit.")
     threads: int = Field(default=1, ge=1, description="CPU threads of the embedded model.")

@@ -10,6 +10,9 @@ finish_reason "length"; stop sequences cut the reply first, as a real server sto
 from __future__ import annotations
 
 import asyncio
+import base64
+import email.utils
+import hashlib
 import json
 import random
 import re
@@ -17,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from selfinstruct.lm import eventloop
 
@@ -53,7 +56,14 @@ def cut_reply(text: str, max_tokens: int, stops: list[str]) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Shares of requests (0..1) that fail in each way, drawn from a seeded RNG in arrival order."""
+    """Shares of requests (0..1) that fail in each way, drawn from a seeded RNG in arrival order.
+
+    `sticky_garbage` is different: it picks prompts, not requests. A picked prompt (by a hash of the
+    prompt and `seed`; only among prompts containing `sticky_match`) gets a malformed body that depends
+    only on the prompt, the same one each time, for its first `sticky_times` requests (every request
+    when None), as a server that chokes on one particular input does. Picked prompts are answered
+    before the random faults are drawn.
+    """
 
     seed: int = 0
     rate_limit: float = 0.0  # 429 with a Retry-After header
@@ -61,8 +71,14 @@ class FaultPlan:
     slow: float = 0.0  # answers only after `slow_delay` seconds (beyond the client's timeout)
     empty: float = 0.0  # a well-formed reply with empty text
     garbage: float = 0.0  # HTTP 200 with a body that is not JSON
-    retry_after: float = 0.05  # seconds, sent in Retry-After
+    retry_after: float = 0.05  # seconds to wait, sent with each 429
+    # How the wait is written: Retry-After in seconds, retry-after-ms (OpenAI's), or Retry-After as an
+    # HTTP date (whole seconds, so the wait is rounded up to the next second).
+    retry_after_format: Literal["seconds", "ms", "date"] = "seconds"
     slow_delay: float = 5.0
+    sticky_garbage: float = 0.0
+    sticky_times: int | None = None
+    sticky_match: str = ""
 
     def draw(self, rng: random.Random) -> str | None:
         roll = rng.random()
@@ -72,6 +88,30 @@ class FaultPlan:
                 return name
             roll -= share
         return None
+
+    def retry_after_header(self) -> dict[str, str]:
+        if self.retry_after_format == "ms":
+            return {"retry-after-ms": f"{self.retry_after * 1000:g}"}
+        if self.retry_after_format == "date":
+            when = int(time.time() + self.retry_after) + 1  # HTTP dates have whole seconds
+            return {"Retry-After": email.utils.formatdate(when, usegmt=True)}
+        return {"Retry-After": f"{self.retry_after:g}"}
+
+    def sticky(self, prompt: str) -> bytes | None:
+        """The prompt's own malformed body if it is a picked one, else None."""
+        if not self.sticky_garbage or self.sticky_match not in prompt:
+            return None
+        digest = hashlib.sha256(f"{self.seed}\x00{prompt}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= self.sticky_garbage:
+            return None
+        # Several kinds of malformed, each a pure function of the prompt.
+        kinds = [
+            b'{"id": "cmpl-1", "object": "text_completion", "choices": [{"text": "cut off',
+            b'{"id": "cmpl-1", "object": "text_completion", "choices": []}',
+            b'{"error": null, "choices": "' + digest[8:16].hex().encode() + b'"}',
+            b"<html><body>502 Bad Gateway " + digest[8:12].hex().encode() + b"</body></html>",
+        ]
+        return kinds[digest[16] % len(kinds)]
 
 
 _REASONS = {
@@ -101,12 +141,18 @@ class FakeOpenAIServer:
         port: int = 0,
         model: str = "fake-model",
         api_key: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
     ) -> None:
         self.responder = responder or echo_responder
         self.latency = latency
         self.faults = faults or FaultPlan()
         self.model = model
-        self.api_key = api_key
+        # The Authorization header every request must carry (401 otherwise): Bearer key or Basic auth.
+        self.authorization: str | None = None
+        if api_key is not None:
+            self.authorization = f"Bearer {api_key}"
+        if basic_auth is not None:
+            self.authorization = "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
         self.host = host
         self.requests_served = 0  # replies sent with a completion (faults excluded)
         self.requests_received = 0
@@ -115,6 +161,7 @@ class FakeOpenAIServer:
         self.first_request_at: float | None = None
         self.last_reply_at: float | None = None
         self.faults_injected: dict[str, int] = {}
+        self._sticky_seen: dict[str, int] = {}  # requests so far per sticky prompt
         self.bodies: list[dict[str, Any]] = []  # every JSON request body received, in order
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
@@ -233,9 +280,12 @@ class FakeOpenAIServer:
             writer.transport.abort()
 
     @staticmethod
-    def _encode(status: int, payload: dict[str, Any] | str, extra: dict[str, str]) -> bytes:
-        body = (json.dumps(payload) if isinstance(payload, dict) else payload).encode("utf-8")
-        ctype = "application/json" if isinstance(payload, dict) else "text/html"
+    def _encode(status: int, payload: dict[str, Any] | str | bytes, extra: dict[str, str]) -> bytes:
+        if isinstance(payload, bytes):  # sent as is, labelled JSON (a malformed "JSON" reply)
+            body, ctype = payload, "application/json"
+        else:
+            body = (json.dumps(payload) if isinstance(payload, dict) else payload).encode("utf-8")
+            ctype = "application/json" if isinstance(payload, dict) else "text/html"
         head = [
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
             f"Content-Type: {ctype}",
@@ -246,10 +296,13 @@ class FakeOpenAIServer:
 
     async def _handle(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
-    ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+    ) -> tuple[int, dict[str, Any] | str | bytes, dict[str, str]]:
         arrived = time.monotonic()
-        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return 401, {"error": {"message": "invalid api key"}}, {}
+        if self.authorization is not None and headers.get("authorization") != self.authorization:
+            # Echoed, as some real servers do ("Incorrect API key provided: sk-..."): a client must not
+            # pass it on into its own error messages.
+            sent = headers.get("authorization", "")
+            return 401, {"error": {"message": f"invalid credentials: Authorization {sent!r}"}}, {}
         if method == "GET" and path.endswith("/models"):
             return 200, {"object": "list", "data": [{"id": self.model, "object": "model"}]}, {}
         if method != "POST" or not path.endswith("/completions"):
@@ -278,9 +331,15 @@ class FakeOpenAIServer:
                 self.last_reply_at = time.time()
         return result
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, prompt: str) -> str | None:
         with self._lock:
             self.requests_received += 1
+            if self.faults.sticky(prompt) is not None:
+                seen = self._sticky_seen[prompt] = self._sticky_seen.get(prompt, 0) + 1
+                times = self.faults.sticky_times
+                if times is None or seen <= times:
+                    self.faults_injected["sticky_garbage"] = self.faults_injected.get("sticky_garbage", 0) + 1
+                    return "sticky_garbage"
             fault = self.faults.draw(self._rng)
             if fault:
                 self.faults_injected[fault] = self.faults_injected.get(fault, 0) + 1
@@ -288,7 +347,7 @@ class FakeOpenAIServer:
 
     async def _answer(
         self, path: str, body: dict[str, Any]
-    ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+    ) -> tuple[int, dict[str, Any] | str | bytes, dict[str, str]]:
         chat = path.endswith("/chat/completions")
         if chat:
             messages = body.get("messages") or []
@@ -301,13 +360,11 @@ class FakeOpenAIServer:
             stops = [stops]
         if len(stops) > MAX_STOPS:
             return 400, {"error": {"message": f"at most {MAX_STOPS} stop sequences are allowed"}}, {}
-        fault = self._next_fault()
+        fault = self._next_fault(prompt)
+        if fault == "sticky_garbage":
+            return 200, self.faults.sticky(prompt) or b"", {}
         if fault == "rate_limit":
-            return (
-                429,
-                {"error": {"message": "rate limited"}},
-                {"Retry-After": f"{self.faults.retry_after:g}"},
-            )
+            return 429, {"error": {"message": "rate limited"}}, self.faults.retry_after_header()
         if fault == "server_error":
             return 500, {"error": {"message": "internal error"}}, {}
         if fault == "garbage":
