@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
 from rouge_score import rouge_scorer
-from tests.conftest import openai_overrides
+from tests.conftest import PAPER_SEEDS, openai_overrides
 
+from selfinstruct.errors import UserError
 from selfinstruct.export import export_run
+from selfinstruct.lm.base import LMError
 from selfinstruct.pipeline.session import execute, open_run
+from selfinstruct.prompts import INPUT_FIRST_HEADER
 from selfinstruct.store import RunStore
 from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan
 from selfinstruct.testing.responder import self_instruct_responder
+
+UNFINISHED = "SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL OR instances_status != 'done'"
 
 
 def _run(run_dir: Path, base_url: str, **extra: object):
@@ -90,6 +97,96 @@ def test_faults_do_not_change_the_data(tmp_path: Path, fake_server: FakeOpenAISe
         _run(tmp_path / "faulty", faulty.base_url, **{"lm.timeout": 1.0, "lm.max_retries": 10})
         assert sum(faulty.faults_injected.values()) > 0
     assert _dataset(tmp_path / "faulty") == _dataset(tmp_path / "clean")
+
+
+def _count(run_dir: Path, sql: str) -> int:
+    store = RunStore.open(run_dir)
+    try:
+        return store.count(sql)
+    finally:
+        store.close()
+
+
+def test_a_failed_follow_up_stops_the_run_and_a_rerun_completes(
+    tmp_path: Path, fake_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every input-first instance prompt gets the same malformed body each time: stage 3 fails for good
+    while stage 1 would go on. The run must stop with one LMError, not end as if all were done."""
+    _run(tmp_path / "clean", fake_server.base_url)
+    plan = FaultPlan(sticky_garbage=1.0, sticky_match=INPUT_FIRST_HEADER)
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with FakeOpenAIServer(self_instruct_responder, faults=plan) as broken:
+        with pytest.raises(LMError, match=r"instruction \d+: instances request failed after 2 attempts"):
+            _run(tmp_path / "run", broken.base_url, **{"lm.reply_retries": 1})
+        assert broken.faults_injected["sticky_garbage"] >= 2
+    assert "never retrieved" not in caplog.text
+    assert _count(tmp_path / "run", UNFINISHED) > 0
+    assert not (tmp_path / "run" / "summary.json").exists()
+    # The server is mended: the same command resumes and ends with the clean run's data.
+    summary = _run(tmp_path / "run", fake_server.base_url)
+    assert _count(tmp_path / "run", UNFINISHED) == 0 and summary.kept >= 12
+    assert _dataset(tmp_path / "run") == _dataset(tmp_path / "clean")
+
+
+def test_random_faults_never_end_a_run_with_data_missing(
+    tmp_path: Path, fake_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """20% 500, 10% 429, 5% empty or malformed, and one prompt in ten answered with its own malformed
+    body twice before a good one; no retries left for 5xx/429, so runs stop often. Each either stops
+    with an LMError or finishes complete; rerunning the same command ends with exactly the data of a
+    run without faults."""
+    _run(tmp_path / "clean", fake_server.base_url)
+    plan = FaultPlan(
+        seed=11,
+        server_error=0.2,
+        rate_limit=0.1,
+        empty=0.025,
+        garbage=0.025,
+        sticky_garbage=0.1,
+        sticky_times=2,
+        retry_after=0.01,
+    )
+    stops = 0
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with FakeOpenAIServer(self_instruct_responder, faults=plan) as faulty:
+        for _ in range(60):
+            try:
+                _run(tmp_path / "run", faulty.base_url, **{"lm.max_retries": 0, "lm.reply_retries": 3})
+            except LMError:
+                stops += 1
+                continue
+            assert _count(tmp_path / "run", UNFINISHED) == 0
+            break
+        else:
+            pytest.fail("60 reruns did not finish the run")
+        assert {"server_error", "rate_limit", "sticky_garbage"} <= set(faulty.faults_injected)
+    assert stops > 0 and "never retrieved" not in caplog.text
+    assert _dataset(tmp_path / "run") == _dataset(tmp_path / "clean")
+
+
+def test_resume_refuses_other_seeds_and_keeps_its_saved_settings(
+    tmp_path: Path, fake_server: FakeOpenAIServer
+) -> None:
+    run_dir = tmp_path / "run"
+    _run(run_dir, fake_server.base_url, num_instructions=5, **{"generation.temperature": 0.3})
+    with pytest.raises(UserError, match=r"--seeds: .* was started with seeds"):
+        open_run(run_dir, None, {"seeds": str(PAPER_SEEDS)})
+    # Resumed with no flags at all: the saved settings (server, model, target, temperature) are used.
+    run = open_run(run_dir, None, {})
+    run.store.close()
+    assert run.resumed
+    assert run.settings.lm.base_url == [fake_server.base_url] and run.settings.lm.backend == "openai"
+    assert run.settings.num_instructions == 5 and run.settings.generation.temperature == 0.3
+    # A flag changes its own setting only: the new stage-1 requests still use the saved temperature.
+    sent = len(fake_server.bodies)
+    run = open_run(run_dir, None, {"num_instructions": 20})
+    try:
+        summary = execute(run, show_progress=False)
+    finally:
+        run.store.close()
+    assert summary.kept >= 20
+    new_gen = [b for b in fake_server.bodies[sent:] if b.get("max_tokens") == 1024]
+    assert new_gen and {b["temperature"] for b in new_gen} == {0.3}
 
 
 def test_same_seed_same_run_different_seed_different_run(

@@ -5,6 +5,11 @@ Determinism: stage-1 replies are processed in request order, and request n is bu
 stood after reply n - concurrency. So a fixed seed and the same LM replies give the same run, whatever the
 timing. Every step commits atomically with its done-marker in the store, so a killed run resumes where it
 stopped: requests already answered come from the response cache, nothing is processed twice.
+
+Failures: stage 2/3 work runs in tasks of one `asyncio.TaskGroup` with stage 1, so every failure is
+awaited. A request that fails for good (the client has spent its retries) stops the whole run at once:
+stage 1 and the other follow-ups are cancelled, and `run` raises one `LMError` naming what failed. What
+was committed stays; a rerun resumes. A run never returns normally with a kept instruction unfinished.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from selfinstruct.config import RunSettings
-from selfinstruct.lm.base import Completion, Request
+from selfinstruct.lm.base import Completion, LMError, Request
 from selfinstruct.lm.client import LMClient
 from selfinstruct.novelty import NoveltyIndex
 from selfinstruct.pipeline.classify import Classifier
@@ -71,21 +76,40 @@ class PipelineRunner:
         )
         self.classifier = Classifier(settings, self.seeds)
         self.instance_generator = InstanceGenerator(settings, self.seeds)
-        self._followups: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
 
     # -- entry point -----------------------------------------------------------------------------------
     async def run(self) -> PipelineState:
         self._load_machine_instructions()
-        for kept in self.store.kept_instructions(
-            where="is_classification IS NULL OR instances_status = 'pending'"
-        ):
-            self._follow_up(kept.id, kept.instruction, kept.is_classification)
-        if "instructions" in self.stages:
-            await self._generate()
-        while self._followups:
-            await asyncio.gather(*list(self._followups))
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for kept in self.store.kept_instructions(
+                    where="is_classification IS NULL OR instances_status = 'pending'"
+                ):
+                    self._follow_up(kept.id, kept.instruction, kept.is_classification)
+                if "instructions" in self.stages:
+                    await self._generate()
+        except BaseExceptionGroup as group_error:
+            raise _one_error(group_error) from None
+        finally:
+            self._group = None
+        self._check_finished()
         self.on_update(self.state)
         return self.state
+
+    def _check_finished(self) -> None:
+        """The stages asked for left no kept instruction unfinished (a guard: never a silent gap)."""
+        unfinished = []
+        if "classify" in self.stages:
+            unfinished.append("is_classification IS NULL")
+        if "instances" in self.stages:
+            unfinished.append("instances_status = 'pending'")
+        if not unfinished:
+            return
+        left = self.store.count(f"SELECT COUNT(*) FROM instructions WHERE {' OR '.join(unfinished)}")
+        if left:
+            raise LMError(f"{left} kept instructions are still unfinished")
 
     def _load_machine_instructions(self) -> None:
         """Kept instructions in acceptance order (prompts sample from them)."""
@@ -106,6 +130,8 @@ class PipelineRunner:
         return self.state.kept >= self.state.target
 
     async def _generate(self) -> None:
+        if self.state.kept >= self.state.target:
+            return  # a finished run: its leftover requests wait for a larger target, not sent now
         window = self.settings.lm.concurrency
         pending = self.store.pending_gen_requests()
         in_flight: dict[int, asyncio.Task[Completion]] = {}
@@ -176,13 +202,18 @@ class PipelineRunner:
     def _follow_up(self, instruction_id: int, instruction: str, is_classification: bool | None) -> None:
         if not ({"classify", "instances"} & self.stages):
             return
-        task = asyncio.create_task(self._finish_instruction(instruction_id, instruction, is_classification))
-        self._followups.add(task)
-        task.add_done_callback(self._followups.discard)
+        assert self._group is not None, "follow-ups are made inside run()"
+        self._group.create_task(self._finish_instruction(instruction_id, instruction, is_classification))
 
     async def _finish_instruction(
         self, instruction_id: int, instruction: str, is_classification: bool | None
     ) -> None:
+        try:
+            await self._finish(instruction_id, instruction, is_classification)
+        except LMError as exc:
+            raise LMError(f"instruction {instruction_id}: {exc}") from exc
+
+    async def _finish(self, instruction_id: int, instruction: str, is_classification: bool | None) -> None:
         if is_classification is None:
             if "classify" not in self.stages:
                 return
@@ -209,3 +240,21 @@ class PipelineRunner:
         self.store.finish_instances(instruction_id, reply.text, reply.finish_reason, records)
         self.state.instructions_finished += 1
         self.on_update(self.state)
+
+
+def _one_error(group: BaseExceptionGroup) -> BaseException:
+    """The exception `run` raises for its task group's: the first that is not an LM failure (a bug or
+    an I/O error keeps its type for the CLI), else one LMError counting the failed requests."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    other = [exc for exc in leaves if not isinstance(exc, LMError)]
+    if other:
+        return other[0]
+    more = f" ({len(leaves) - 1} more requests failed too)" if len(leaves) > 1 else ""
+    return LMError(f"{leaves[0]}{more}")
