@@ -96,8 +96,9 @@ def test_refused_as_finetune_data_unless_forced(tmp_path: Path) -> None:
 
 
 def test_refused_as_seeds_unless_forced(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="--seeds user-oriented: is the paper's"):
+    with pytest.raises(UserError, match="--seeds user-oriented: is the paper's") as info:
         load_seed_tasks("user-oriented")
+    assert str(info.value).endswith("ask not to be used for training")  # a run has no flag to force it
     seeds = tmp_path / "my_seeds.jsonl"
     rows = [{**r, "is_classification": False} for r in _rows()[:2]]
     rows.append(
@@ -111,7 +112,7 @@ def test_refused_as_seeds_unless_forced(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds 2 instruction"):
         load_seed_tasks(seeds)
     assert len(load_seed_tasks(seeds, allow_eval_data=True)) == 3
-    with pytest.raises(UserError, match="--seeds"):
+    with pytest.raises(UserError, match=r"--seeds .*; pass --allow-eval-data to use it anyway"):
         load_examples(_as_training_file(tmp_path, 0), seeds=seeds)
     # the project's own seed sets are not affected
     assert load_seed_tasks("default") and load_seed_tasks(None)

@@ -80,6 +80,8 @@ def _run_stages(
 
 
 def _print_summary(summary: Any) -> None:
+    from selfinstruct.pipeline.summary import usage_line
+
     table = Table(title="Stage 1: where the candidates went")
     table.add_column("step")
     table.add_column("count", justify="right")
@@ -101,11 +103,7 @@ def _print_summary(summary: Any) -> None:
         if verdict != "kept":
             other.add_row(f"instances dropped: {verdict}", str(n))
     for row in summary.usage:
-        other.add_row(
-            f"LM {row.get('stage')}: requests (cached) / tokens",
-            f"{row.get('requests')} ({row.get('cache_hits', 0)}) / "
-            f"{int(row.get('prompt_tokens', 0)) + int(row.get('completion_tokens', 0)):,}",
-        )
+        other.add_row(*usage_line(row))
     other.add_row("wall time (s)", f"{summary.wall_seconds}")
     console.print(other)
     if summary.endpoints:

@@ -88,10 +88,14 @@ def count_matches(instructions: Iterable[str] = (), prompts: Iterable[str] = ())
     return sum(map(matches_instruction, instructions)) + sum(map(matches_prompt, prompts))
 
 
-def refuse_for_training(option: str, source: str | Path, matches: int | None = None) -> UserError:
-    """The one-line error for the set (named, or `matches` of its tasks found) used as training data."""
+def refuse_for_training(
+    option: str, source: str | Path, matches: int | None = None, force_flag: str | None = FORCE_FLAG
+) -> UserError:
+    """The one-line error for the set (named, or `matches` of its tasks found) used as training data;
+    `force_flag` is the option that overrides the refusal where the command has one."""
     found = "is" if matches is None else f"holds {matches} instruction(s) of"
+    hint = f"; pass {force_flag} to use it anyway" if force_flag else ""
     return UserError(
         f"{option} {source}: {found} the paper's user-oriented evaluation set, which its authors ask not to "
-        f"be used for training; pass {FORCE_FLAG} to use it anyway"
+        f"be used for training{hint}"
     )

@@ -55,7 +55,7 @@ def seed_tasks_for(data: Path, seeds: Path | None, *, allow_eval_data: bool = Fa
     from selfinstruct.seeds import load_seed_tasks
 
     if seeds is not None:
-        return load_seed_tasks(seeds, allow_eval_data=allow_eval_data)
+        return load_seed_tasks(seeds, allow_eval_data=allow_eval_data, force_flag=user_oriented.FORCE_FLAG)
     if data.is_dir():
         run_seeds = _run_seed_tasks(data)
         if run_seeds:

@@ -152,15 +152,18 @@ def _fill_missing_ids(tasks: list[Task], used: set[str]) -> list[Task]:
     return out
 
 
-def load_seed_tasks(path: Path | str | None = None, *, allow_eval_data: bool = False) -> list[Task]:
+def load_seed_tasks(
+    path: Path | str | None = None, *, allow_eval_data: bool = False, force_flag: str | None = None
+) -> list[Task]:
     """Load and validate a seed file (None: the project's default set; a built-in set name also works).
 
-    The paper's user-oriented evaluation set is refused (by name, and by content: any of its instructions)
-    unless `allow_eval_data`: its authors ask that it is not used for training."""
+    The paper's user-oriented evaluation set is refused (by name, and by content: its distinctive
+    instructions) unless `allow_eval_data`: its authors ask that it is not used for training. The error
+    names `force_flag`, the caller's option that allows it, if it has one."""
     from selfinstruct.evaluate import user_oriented
 
     if path is not None and not allow_eval_data and user_oriented.is_user_oriented_name(path):
-        raise user_oriented.refuse_for_training("--seeds", path)
+        raise user_oriented.refuse_for_training("--seeds", path, force_flag=force_flag)
     source = resolve_seed_source(path)
     if not source.exists():
         names = ", ".join(sorted(_BUILTIN_FILES))
@@ -177,7 +180,7 @@ def load_seed_tasks(path: Path | str | None = None, *, allow_eval_data: bool = F
     if not allow_eval_data:
         matches = user_oriented.count_matches(t.instruction for t in tasks)
         if matches:
-            raise user_oriented.refuse_for_training("--seeds", source, matches)
+            raise user_oriented.refuse_for_training("--seeds", source, matches, force_flag=force_flag)
     return tasks
 
 
