@@ -190,7 +190,7 @@ def instances(
 def prepare(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output JSONL [default: RUN_DIR/export/finetune.jsonl]")
+        Path | None, typer.Option("--out", "-o", help="Output JSONL \\[default: RUN_DIR/export/finetune.jsonl]")
     ] = None,
     seeds: Annotated[
         bool, typer.Option("--seeds/--no-seeds", help="Include the seed tasks' instances.")
@@ -207,7 +207,7 @@ def prepare(
         str | None,
         typer.Option(
             "--eos",
-            help="End-of-sequence text ending each completion [default: the run's model's, where its "
+            help="End-of-sequence text ending each completion \\[default: the run's model's, where its "
             "tokenizer is known offline (embedded Gemma: <eos>), else the paper's <|endoftext|>]",
         ),
     ] = None,
@@ -215,7 +215,7 @@ def prepare(
         int | None,
         typer.Option(
             "--seed",
-            help="Seed of the sampling, templates and shuffle [default: the run's seed; the paper used 123]",
+            help="Seed of the sampling, templates and shuffle \\[default: the run's seed; the paper used 123]",
         ),
     ] = None,
 ) -> None:
