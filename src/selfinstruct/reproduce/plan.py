@@ -1,0 +1,271 @@
+"""What `selfinstruct reproduce` runs: settings (presets < YAML < flags), and the plan of steps they give.
+
+Each step is one ordinary `selfinstruct` command line, so a user can rerun any step by hand, and the
+results page lists exactly what ran. A step's section of the settings holds that command's own flags
+(keys are the flag names without the leading dashes), so every flag of every step stays reachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from selfinstruct.errors import InputFileError, UserError
+
+Preset = Literal["cpu", "paper"]
+TunedRuntime = Literal["auto", "embedded", "transformers"]
+
+# Flags that pick the model being trained and evaluated: the base model's evaluations reuse the ones given to
+# `generate`, so the loop answers the paper's question (does the model improve on its own data?).
+LM_FLAGS = ("backend", "model", "base-url", "api", "api-key-env", "concurrency", "threads", "device")
+
+
+class ReproduceSettings(BaseModel):
+    """The whole loop's settings. Sections are flags of the step's own command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Preset = "cpu"
+    generate: dict[str, Any] = Field(default_factory=dict, description="Flags of `selfinstruct generate`.")
+    prepare: dict[str, Any] = Field(default_factory=dict, description="Flags of `selfinstruct prepare`.")
+    finetune: dict[str, Any] = Field(default_factory=dict, description="Flags of `selfinstruct finetune`.")
+    eval: dict[str, Any] = Field(
+        default_factory=dict, description="Flags of every `selfinstruct eval` run (base and tuned)."
+    )
+    superni: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Flags of `eval superni` (tasks: the SuperNI data folder; without it, no SuperNI).",
+    )
+    user_oriented: dict[str, Any] = Field(
+        default_factory=dict, description="Flags of `eval tasks --tasks user-oriented`."
+    )
+    compare: dict[str, Any] = Field(default_factory=dict, description="Flags of `selfinstruct eval compare`.")
+    tuned_runtime: TunedRuntime = Field(
+        default="auto",
+        description="How the tuned model is evaluated: embedded (llama.cpp, base GGUF + the LoRA adapter "
+        "as GGUF), transformers (the merged model directory), or auto (embedded when the base is a GGUF "
+        "and the method LoRA).",
+    )
+
+
+# Presets: the CPU default is sized from measurements on a 2-core machine (docs/benchmarks.md, "reproduce");
+# `paper` is the paper's scale (52K instructions, 2 epochs, up to 100 SuperNI instances per task).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "generate": {"num-instructions": 60},
+        "finetune": {"max-steps": 40, "max-seq-length": 256, "batch-size": 4},
+        "superni": {"limit": 2},
+        "user_oriented": {},
+    },
+    "paper": {
+        "generate": {"num-instructions": 52000},
+        "finetune": {"epochs": 2},
+        "superni": {"limit": 100},
+        "user_oriented": {},
+    },
+}
+
+# Measured rates of the CPU preset on the embedded model (2 cores; docs/benchmarks.md): seconds per unit.
+CPU_RATES = {
+    "generate_per_instruction": 10.0,
+    "finetune_load": 60.0,
+    "finetune_per_step": 12.0,
+    "eval_load": 10.0,
+    "eval_per_item": 2.5,
+}
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--config {path}: no such file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputFileError(path, mark.line + 1 if mark else None, "not valid YAML") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputFileError(path, None, "expected a mapping of settings (one section per step)")
+    return raw
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Sections merge key by key (a YAML `finetune: {lora-r: 16}` keeps the preset's max-steps)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **{_flag_key(k): v for k, v in value.items()}}
+        elif isinstance(value, Mapping):
+            out[key] = {_flag_key(k): v for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def _flag_key(key: object) -> str:
+    """`max_steps`, `max-steps` and `--max-steps` all name the flag --max-steps."""
+    return str(key).lstrip("-").replace("_", "-")
+
+
+def resolve_settings(
+    preset: str | None, config: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> ReproduceSettings:
+    """Preset < YAML < flags. `overrides` maps a section to flags given on the command line."""
+    from_yaml = load_yaml(config) if config is not None else {}
+    chosen = preset or from_yaml.get("preset") or "cpu"
+    if chosen not in PRESETS:
+        raise UserError(f"--preset {chosen!r}: choose one of {', '.join(PRESETS)}")
+    values = _merge({"preset": chosen}, PRESETS[chosen])
+    values = _merge(values, {k: v for k, v in from_yaml.items() if k != "preset"})
+    values = _merge(values, overrides or {})
+    try:
+        return ReproduceSettings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        source = f" ({config})" if config is not None else ""
+        raise UserError(f"reproduce setting {where}: {first['msg']}{source}") from None
+
+
+def to_flags(values: Mapping[str, Any]) -> list[str]:
+    """A section as command-line flags: True -> --x, False -> --no-x, a list repeats the flag."""
+    argv: list[str] = []
+    for key, value in values.items():
+        name = _flag_key(key)
+        if value is None:
+            continue
+        if value is True:
+            argv.append(f"--{name}")
+        elif value is False:
+            argv.append(f"--no-{name}")
+        elif isinstance(value, list | tuple):
+            for item in value:
+                argv += [f"--{name}", str(item)]
+        else:
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of the loop. `outputs` are paths (relative to the loop's folder) that exist once it is
+    done; `needs` names the steps whose outputs it reads (a step reruns when one of them ran again)."""
+
+    name: str
+    title: str
+    argv: tuple[str, ...]
+    outputs: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    estimate_s: float | None = None
+
+
+def _uses_gguf_base(settings: ReproduceSettings) -> bool:
+    base = str(settings.finetune.get("base", "embedded"))
+    return base == "embedded" or base.endswith(".gguf")
+
+
+def tuned_runtime(settings: ReproduceSettings) -> Literal["embedded", "transformers"]:
+    if settings.tuned_runtime != "auto":
+        return settings.tuned_runtime
+    lora = str(settings.finetune.get("method", "lora")) == "lora"
+    return "embedded" if lora and _uses_gguf_base(settings) else "transformers"
+
+
+def _estimates(settings: ReproduceSettings) -> dict[str, float | None]:
+    """Expected seconds per step kind, from measured rates; None where the speed depends on a server."""
+    backend = str(settings.generate.get("backend", "embedded"))
+    if backend != "embedded" or not _uses_gguf_base(settings):
+        return {}
+    n = float(settings.generate.get("num-instructions", 100))
+    steps = settings.finetune.get("max-steps")
+    return {
+        "generate": n * CPU_RATES["generate_per_instruction"],
+        "prepare": 5.0,
+        "finetune": CPU_RATES["finetune_load"] + CPU_RATES["finetune_per_step"] * float(steps)
+        if steps
+        else None,
+        "eval_per_item": CPU_RATES["eval_per_item"],
+        "eval_load": CPU_RATES["eval_load"],
+    }
+
+
+def _eval_items(section: Mapping[str, Any], tasks: int, per_task_default: int) -> int:
+    limit = section.get("limit")
+    return tasks * (int(limit) if limit else per_task_default)
+
+
+def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
+    """The loop's steps in order. Commands name the loop's files under `out` (absolute, so that paths the user
+    gave, such as the SuperNI folder, keep meaning what they meant where the command was typed)."""
+
+    def at(rel: str) -> str:
+        return str(out / rel)
+
+    gen = {k: v for k, v in settings.generate.items() if k != "out"}
+    lm = {k: v for k, v in gen.items() if k in LM_FLAGS}
+    finetune = {"base": "embedded", **settings.finetune}
+    if "base" not in settings.finetune and lm.get("backend") not in (None, "embedded"):
+        raise UserError(
+            "reproduce: set finetune.base (a Hugging Face model id or directory, or a GGUF file) when "
+            "generating with a backend other than embedded"
+        )
+    est = _estimates(settings)
+    steps = [
+        Step("generate", "Generate instructions and instances (stages 1-3)",
+             ("generate", "--out", at("run"), *to_flags(gen)),
+             ("run/summary.json",), (), est.get("generate")),
+        Step("prepare", "Prepare fine-tuning data (stage 4)",
+             ("prepare", at("run"), "--out", at("data/finetune.jsonl"), *to_flags(settings.prepare)),
+             ("data/finetune.jsonl",), ("generate",), est.get("prepare")),
+        Step("finetune", "Fine-tune (stage 5)",
+             ("finetune", "--data", at("data/finetune.jsonl"), "--out", at("model"), *to_flags(finetune)),
+             ("model/selfinstruct_finetune.json",), ("prepare",), est.get("finetune")),
+    ]  # fmt: skip
+    tuned_lm = (
+        {
+            "backend": "embedded",
+            "lora": at("model/adapter.gguf"),
+            **{k: v for k, v in lm.items() if k == "threads"},
+        }
+        if tuned_runtime(settings) == "embedded"
+        else {
+            "backend": "transformers",
+            "model": at("model"),
+            **{k: v for k, v in lm.items() if k == "device"},
+        }
+    )
+    evals: list[tuple[str, str, tuple[str, ...]]] = []
+    if settings.superni.get("tasks"):
+        evals.append(("superni", "SuperNI", ("eval", "superni", *to_flags(settings.superni))))
+    user_argv = ("eval", "tasks", "--tasks", "user-oriented", *to_flags(settings.user_oriented))
+    evals.append(("user", "user-oriented tasks", user_argv))
+    per_item, load = est.get("eval_per_item"), est.get("eval_load")
+    for key, label, argv in evals:
+        section = settings.superni if key == "superni" else settings.user_oriented
+        # The user-oriented set has one instance per task: 252 items unless filtered.
+        items = _eval_items(section, 30, 20) if key == "superni" else 252
+        estimate = load + per_item * items if per_item is not None and load is not None else None
+        common = (*argv, *to_flags(settings.eval))
+        steps.append(
+            Step(f"eval-base-{key}", f"Evaluate the base model on {label}",
+                 (*common, *to_flags(lm), "--out", at(f"eval/base_{key}.json")),
+                 (f"eval/base_{key}.json",), (), estimate)
+        )  # fmt: skip
+        steps.append(
+            Step(f"eval-tuned-{key}", f"Evaluate the tuned model on {label}",
+                 (*common, *to_flags(tuned_lm), "--out", at(f"eval/tuned_{key}.json")),
+                 (f"eval/tuned_{key}.json",), ("finetune",), estimate)
+        )  # fmt: skip
+        steps.append(
+            Step(f"compare-{key}", f"Compare base and tuned on {label}",
+                 ("eval", "compare", at(f"eval/base_{key}.json"), at(f"eval/tuned_{key}.json"),
+                  *to_flags(settings.compare), "--out", at(f"eval/compare_{key}.json")),
+                 (f"eval/compare_{key}.json",), (f"eval-base-{key}", f"eval-tuned-{key}"), 2.0)
+        )  # fmt: skip
+    return steps

@@ -1,0 +1,164 @@
+"""The loop's plan (presets < YAML < flags, each step an ordinary command) and its resumable runner."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from selfinstruct.errors import UserError
+from selfinstruct.reproduce.loop import SETTINGS_FILE, open_loop, save_settings
+from selfinstruct.reproduce.plan import build_plan, resolve_settings, to_flags
+from selfinstruct.reproduce.runner import Interrupted, StepFailed, pending_steps, run_steps
+
+
+def test_flags_from_a_section() -> None:
+    flags = to_flags(
+        {"max_steps": 3, "--lora-r": 16, "merge": False, "packing": True, "stop": ["a", "b"], "x": None}
+    )
+    assert flags == [
+        "--max-steps",
+        "3",
+        "--lora-r",
+        "16",
+        "--no-merge",
+        "--packing",
+        "--stop",
+        "a",
+        "--stop",
+        "b",
+    ]
+
+
+def test_yaml_section_overrides_one_flag_and_keeps_the_preset(tmp_path: Path) -> None:
+    config = tmp_path / "loop.yaml"
+    config.write_text("finetune:\n  lora_r: 16\n  max-steps: 5\ngenerate: {num_instructions: 7}\n")
+    settings = resolve_settings(None, config, {"generate": {"num-instructions": 9}})
+    assert settings.preset == "cpu"
+    assert settings.finetune == {"max-steps": 5, "max-seq-length": 256, "batch-size": 4, "lora-r": 16}
+    assert settings.generate["num-instructions"] == 9  # flags win over YAML
+
+
+def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--preset 'huge'"):
+        resolve_settings("huge", None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("finetune: [1, 2\n")
+    with pytest.raises(UserError, match=r"bad.yaml:\d+: not valid YAML"):
+        resolve_settings(None, bad)
+    bad.write_text("finetnue: {}\n")
+    with pytest.raises(UserError, match="finetnue"):
+        resolve_settings(None, bad)
+
+
+def test_plan_of_the_embedded_default(tmp_path: Path) -> None:
+    settings = resolve_settings(None, None, {"superni": {"tasks": "/data/superni"}})
+    steps = build_plan(settings, tmp_path)
+    names = [s.name for s in steps]
+    assert names == [
+        "generate", "prepare", "finetune",
+        "eval-base-superni", "eval-tuned-superni", "compare-superni",
+        "eval-base-user", "eval-tuned-user", "compare-user",
+    ]  # fmt: skip
+    by_name = {s.name: s for s in steps}
+    assert by_name["generate"].argv[:3] == ("generate", "--out", str(tmp_path / "run"))
+    assert "--num-instructions" in by_name["generate"].argv
+    tuned = by_name["eval-tuned-user"].argv
+    # The tuned model runs on llama.cpp: the base GGUF plus the adapter finetune wrote.
+    assert tuned[tuned.index("--backend") + 1] == "embedded"
+    assert tuned[tuned.index("--lora") + 1] == str(tmp_path / "model" / "adapter.gguf")
+    assert "--tasks" in tuned and "user-oriented" in tuned
+    assert all(s.estimate_s is not None for s in steps)  # the CPU preset prints an expected time
+
+
+def test_plan_without_superni_and_on_a_server_needs_a_trainable_base(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"finetune\.base"):
+        build_plan(resolve_settings(None, None, {"generate": {"backend": "openai", "model": "m"}}), tmp_path)
+    settings = resolve_settings(
+        None,
+        None,
+        {"generate": {"backend": "openai", "model": "m"}, "finetune": {"base": "Qwen/Qwen2.5-0.5B"}},
+    )
+    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    assert "eval-base-superni" not in steps
+    base = steps["eval-base-user"].argv
+    assert base[base.index("--backend") + 1] == "openai" and base[base.index("--model") + 1] == "m"
+    tuned = steps["eval-tuned-user"].argv
+    assert tuned[tuned.index("--backend") + 1] == "transformers"
+    assert tuned[tuned.index("--model") + 1] == str(tmp_path / "model")
+    assert steps["generate"].estimate_s is None  # a server's speed is not known in advance
+
+
+class FakeSteps:
+    """Stands in for the child processes: records what ran and writes each step's declared outputs."""
+
+    def __init__(
+        self, out: Path, steps: Sequence, fail: str | None = None, interrupt: str | None = None
+    ) -> None:
+        self.out, self.by_argv = out, {tuple(s.argv): s for s in steps}
+        self.ran: list[str] = []
+        self.fail, self.interrupt = fail, interrupt
+
+    def __call__(self, argv: Sequence[str]) -> int:
+        step = self.by_argv[tuple(argv)]
+        self.ran.append(step.name)
+        if step.name == self.interrupt:
+            raise Interrupted
+        if step.name == self.fail:
+            return 1
+        for rel in step.outputs:
+            (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (self.out / rel).write_text("{}")
+        return 0
+
+
+def test_rerun_skips_finished_steps_and_reruns_what_depends_on_a_redone_one(tmp_path: Path) -> None:
+    steps = build_plan(resolve_settings(None, None), tmp_path)
+    first = FakeSteps(tmp_path, steps)
+    run_steps(tmp_path, steps, child=first)
+    assert first.ran == [s.name for s in steps]
+    again = FakeSteps(tmp_path, steps)
+    records = run_steps(tmp_path, steps, child=again)
+    assert again.ran == [] and [r.name for r in records] == [s.name for s in steps]
+    # The fine-tuned model went missing: fine-tune again, and everything that read it, but not the base eval.
+    (tmp_path / "model" / "selfinstruct_finetune.json").unlink()
+    third = FakeSteps(tmp_path, steps)
+    run_steps(tmp_path, steps, child=third)
+    assert third.ran == ["finetune", "eval-tuned-user", "compare-user"]
+
+
+def test_a_failed_or_interrupted_step_is_not_marked_done(tmp_path: Path) -> None:
+    steps = build_plan(resolve_settings(None, None), tmp_path)
+    with pytest.raises(StepFailed, match="step finetune failed"):
+        run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps, fail="finetune"))
+    assert pending_steps(tmp_path, steps)[0] == "finetune"
+    with pytest.raises(Interrupted):
+        run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps, interrupt="finetune"))
+    resumed = FakeSteps(tmp_path, steps)
+    run_steps(tmp_path, steps, child=resumed)
+    assert resumed.ran[0] == "finetune" and "generate" not in resumed.ran
+
+
+def test_a_changed_command_reruns_its_step(tmp_path: Path) -> None:
+    steps = build_plan(resolve_settings(None, None), tmp_path)
+    run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps))
+    changed = build_plan(resolve_settings(None, None, {"finetune": {"max-steps": 3}}), tmp_path)
+    assert pending_steps(tmp_path, changed) == ["finetune", "eval-tuned-user", "compare-user"]
+
+
+def test_a_loop_folder_keeps_its_settings(tmp_path: Path) -> None:
+    out = tmp_path / "loop"
+    loop = open_loop(out, "cpu", None, {"generate": {"num-instructions": 5}})
+    save_settings(loop)
+    run_steps(out, loop.steps, child=FakeSteps(out, loop.steps))
+    assert (out / SETTINGS_FILE).is_file()
+    resumed = open_loop(out)  # no settings given: the saved ones
+    assert resumed.resumed and resumed.settings.generate["num-instructions"] == 5 and resumed.pending == []
+    with pytest.raises(UserError, match=r"other settings \(generate.num-instructions: 5 there, 6 now\)"):
+        open_loop(out, None, None, {"generate": {"num-instructions": 6}})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a reproduce folder"):
+        open_loop(other)
