@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -11,7 +13,8 @@ from pathlib import Path
 
 from tests.conftest import SELFINSTRUCT
 
-from selfinstruct.testing.fake_server import FakeOpenAIServer
+from selfinstruct.prompts import INPUT_FIRST_HEADER
+from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan
 from selfinstruct.testing.responder import self_instruct_responder
 
 
@@ -111,3 +114,47 @@ def test_sigkill_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
         ).fetchone()[0]
         == 0
     )
+
+
+def test_a_request_failing_for_good_exits_1_with_one_line_and_the_rerun_completes(tmp_path: Path) -> None:
+    """The CLI side of a stage-3 request that cannot be answered: exit 1, one line, no asyncio noise
+    about unretrieved task exceptions, nothing written as if finished; the rerun (server mended) ends
+    with every kept instruction done, and its table shows the retries per stage."""
+    run_dir = tmp_path / "run"
+    db = run_dir / "run.sqlite"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}  # the table's rows unwrapped
+    command = [*_command(run_dir, "URL"), "--reply-retries", "1", "--max-retries", "1"]
+    plan = FaultPlan(sticky_garbage=1.0, sticky_match=INPUT_FIRST_HEADER)
+    with FakeOpenAIServer(self_instruct_responder, faults=plan) as broken:
+        url = broken.base_url
+        failed = subprocess.run(
+            [url if arg == "URL" else arg for arg in command], env=env, capture_output=True, timeout=300
+        )
+    stderr = failed.stderr.decode()
+    assert failed.returncode == 1, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert "instances request failed after 2 attempts" in stderr and "Rerun the same command" in stderr
+    assert "Traceback" not in stderr and "never retrieved" not in stderr
+    assert not (run_dir / "summary.json").exists()
+    assert _count(db, "SELECT COUNT(*) FROM instructions WHERE instances_status != 'done'") > 0
+    with FakeOpenAIServer(self_instruct_responder, faults=FaultPlan(seed=2, server_error=0.2)) as mended:
+        done = subprocess.run(
+            [mended.base_url if arg == "URL" else arg for arg in command] + ["--max-retries", "8"],
+            env=env,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    unfinished = (
+        "SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL OR instances_status != 'done'"
+    )
+    assert _count(db, unfinished) == 0 and _count(db, "SELECT COUNT(*) FROM instructions") >= 40
+    summary = json.loads((run_dir / "summary.json").read_text())
+    retries = {row["stage"]: row["retries"] for row in summary["usage"]}
+    assert retries["total"] > 0
+    row = re.search(
+        r"LM total: requests \(cached\) / retries / failed / tokens\s*│\s*\d+ \(\d+\) / (\d+) / 0 /",
+        done.stderr.decode(),
+    )
+    assert row and int(row.group(1)) == retries["total"], done.stderr.decode()

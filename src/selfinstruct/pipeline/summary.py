@@ -49,6 +49,17 @@ class RunSummary:
         return rows
 
 
+def usage_line(row: dict[str, object]) -> tuple[str, str]:
+    """One stage's LM usage for the end-of-run table: requests (cache hits), retries, requests that
+    failed for good, tokens."""
+    tokens = int(row.get("prompt_tokens", 0)) + int(row.get("completion_tokens", 0))  # type: ignore[call-overload]
+    return (
+        f"LM {row.get('stage')}: requests (cached) / retries / failed / tokens",
+        f"{row.get('requests')} ({row.get('cache_hits', 0)}) / {row.get('retries', 0)}"
+        f" / {row.get('errors', 0)} / {tokens:,}",
+    )
+
+
 def summarize(store: RunStore) -> RunSummary:
     verdicts = store.verdict_counts("candidates")
     instance_verdicts = store.verdict_counts("instances")
