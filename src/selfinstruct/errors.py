@@ -1,12 +1,19 @@
-"""User-facing errors: the CLI prints them as one line and exits with code 2, never a traceback."""
+"""Errors the CLI shows as one line (never a traceback) with an exit code a script can trust: 2 for a
+mistake in the user's input, 1 for a condition of the machine (disk full, no permission, port busy)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-class UserError(Exception):
-    """A mistake in the user's input (a file, an option). `str()` is the one line shown to the user."""
+class CommandError(Exception):
+    """A failure the user can act on. `str()` is the one line shown; `exit_code` the process's exit code."""
+
+    exit_code = 1
+
+
+class UserError(CommandError):
+    """A mistake in the user's input (a file, an option)."""
 
     exit_code = 2
 
@@ -20,3 +27,16 @@ class InputFileError(UserError):
         self.path = Path(path)
         self.line = line
         self.detail = message
+
+
+class StorageError(CommandError):
+    """Reading or writing a file failed for a reason outside the program (disk full, read-only, no
+    permission). The message names the path; what was committed before stays, so a rerun resumes."""
+
+    exit_code = 1
+
+
+class ResourceBusyError(CommandError):
+    """Something the command needs is taken (a network port)."""
+
+    exit_code = 1

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from selfinstruct.errors import UserError
+from selfinstruct.paths import atomic_write, check_output_dir
 from selfinstruct.pipeline.prepare import prepare_run
 from selfinstruct.records import Task
 from selfinstruct.store import RunStore
@@ -21,12 +22,10 @@ FORMATS = ("paper", "finetune", "alpaca", "openai-chat", "parquet")
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, object]]) -> int:
     count = 0
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:  # never leave a half-written file behind
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
-    tmp.replace(path)  # never leave a half-written file behind
     return count
 
 
@@ -75,10 +74,10 @@ def export_run(
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise UserError(f"--format: unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    out = out_dir or run_dir / "export"
+    check_output_dir(out)
     store = RunStore.open(run_dir)
     try:
-        out = out_dir or run_dir / "export"
-        out.mkdir(parents=True, exist_ok=True)
         tasks = store.generated_tasks()
         written: dict[str, tuple[Path, int]] = {}
         if "paper" in formats:
@@ -90,9 +89,8 @@ def export_run(
         if "alpaca" in formats:
             path = out / "alpaca.json"
             rows = [{k: r[k] for k in ("instruction", "input", "output")} for r in instance_rows(tasks)]
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-            tmp.replace(path)
+            with atomic_write(path) as handle:
+                handle.write(json.dumps(rows, ensure_ascii=False, indent=1))
             written["alpaca"] = (path, len(rows))
         if "openai-chat" in formats:
             path = out / "chat_messages.jsonl"
@@ -111,7 +109,8 @@ def export_run(
                     ]
                 ),
             )
-            pq.write_table(table, path)
+            with atomic_write(path, binary=True) as handle:
+                pq.write_table(table, handle)
             written["parquet"] = (path, len(rows))
         return written
     finally:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.errors import UserError
+from selfinstruct.paths import database_error, storage_error
 from selfinstruct.records import Instance, SimilarInstruction, Task
 
 DB_NAME = "run.sqlite"
@@ -183,15 +184,23 @@ class RunStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, path.parent) from None
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", SCHEMA_VERSION)
+        try:
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.executescript(SCHEMA)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+        except sqlite3.Error as exc:
+            self.conn.close()
+            # A read-only directory, a full disk, a file that is not a database: one line, not a traceback.
+            raise (database_error(exc, path) or exc) from None
 
     # -- opening ---------------------------------------------------------------------------------------
     @classmethod
@@ -423,6 +432,16 @@ class RunStore:
             raise ValueError(table)
         rows = self.conn.execute(f"SELECT verdict, COUNT(*) AS n FROM {table} GROUP BY verdict")
         return {r["verdict"]: int(r["n"]) for r in rows}
+
+    def has_work(self) -> bool:
+        """Whether the run holds anything an LM produced (a cached reply, a kept instruction): such a
+        run is never discarded."""
+        if self.conn.execute("SELECT 1 FROM instructions LIMIT 1").fetchone() is not None:
+            return True
+        try:
+            return self.conn.execute("SELECT 1 FROM lm_cache LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # no lm_cache table: nothing was ever sent
+            return False
 
     def count(self, sql: str, params: tuple[object, ...] = ()) -> int:
         return int(self.conn.execute(sql, params).fetchone()[0])

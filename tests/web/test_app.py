@@ -102,6 +102,9 @@ def test_item_page_and_missing_item(run_dir: Path) -> None:
     html = c.get("/item/2").text  # "Sort the numbers" with a kept and a dropped instance
     assert "1 2 3" in html and "empty_output" in html and "Write a haiku about autumn leaves." in html
     assert c.get("/item/999").status_code == 404
+    # Past SQLite's INTEGER range (a 20-digit id): still "not found", not a server error.
+    for cid in (2**63 - 1, 2**63, 10**19 + 7, 10**40):
+        assert c.get(f"/item/{cid}").status_code == 404, cid
 
 
 def test_forms_need_the_session_token_and_same_origin(run_dir: Path) -> None:

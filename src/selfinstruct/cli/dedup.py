@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import read_jsonl
-from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,13 @@ def dedup_file(
     `against` instructions and the rows kept so far), in input order, written whole to `out`."""
     if not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold must be between 0 and 1, got {threshold}")
-    if out.resolve() == input_path.resolve():
-        raise UserError("--out must differ from the input file")
+    # Checked before any work: the output replaces `out` at the end, which must not be one of the inputs
+    # (also not through a symlink or a hard link) nor a directory.
+    check_output_file(out)
+    refuse_inputs(out, [input_path, *(against or [])])
+    # Imported here: the compiled kernels take seconds to load, which every CLI start would pay.
+    from selfinstruct.novelty import NoveltyIndex
+
     index = NoveltyIndex(threshold=threshold, top_k=10 if annotate else 0, with_mean=with_mean)
     for path in against or []:
         for number, _, row in read_jsonl(path):
@@ -74,34 +78,28 @@ def dedup_file(
         console=console or Console(stderr=True),
         disable=console is None,
     )
-    tmp = out.with_name(out.name + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with progress, tmp.open("w", encoding="utf-8") as sink:
-            task = progress.add_task("dedup", total=size, kept=0, rows=0)
-            pending = 0
-            for number, line, row in read_jsonl(input_path):
-                verdict = index.check_and_add(_text(input_path, number, row, field))
-                read += 1
-                if verdict.kept:
-                    kept += 1
-                    if annotate:
-                        row["most_similar_instructions"] = {
-                            s.instruction: s.score for s in verdict.most_similar
-                        }
-                        if verdict.mean_score is not None:
-                            row["avg_similarity_score"] = verdict.mean_score
-                        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    else:
-                        sink.write(line + "\n")
-                pending += len(line.encode("utf-8")) + 1
-                if read % 256 == 0:
-                    progress.update(task, advance=pending, kept=kept, rows=read)
-                    pending = 0
-            progress.update(task, completed=size, kept=kept, rows=read)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with progress, atomic_write(out) as sink:
+        task = progress.add_task("dedup", total=size, kept=0, rows=0)
+        pending = 0
+        for number, line, row in read_jsonl(input_path):
+            verdict = index.check_and_add(_text(input_path, number, row, field))
+            read += 1
+            if verdict.kept:
+                kept += 1
+                if annotate:
+                    row["most_similar_instructions"] = {
+                        s.instruction: s.score for s in verdict.most_similar
+                    }
+                    if verdict.mean_score is not None:
+                        row["avg_similarity_score"] = verdict.mean_score
+                    sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                else:
+                    sink.write(line + "\n")
+            pending += len(line.encode("utf-8")) + 1
+            if read % 256 == 0:
+                progress.update(task, advance=pending, kept=kept, rows=read)
+                pending = 0
+        progress.update(task, completed=size, kept=kept, rows=read)
     return DedupSummary(read=read, kept=kept, pool=len(index), out=out)
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfinstruct.cli.options import with_setting_flags
-from selfinstruct.errors import UserError
+from selfinstruct.errors import CommandError
 from selfinstruct.lm.base import LMError
 
 app = typer.Typer(
@@ -58,25 +58,33 @@ def _run_stages(
     from selfinstruct.pipeline.session import execute, open_run
 
     items = read_instruction_file(input_file) if input_file is not None else None
-    run = open_run(run_dir, config, overrides, create=create or items is not None)
-    if items is not None:
-        added = run.store.import_instructions(items, str(input_file))
-        console.print(f"Imported {added} new instructions from {input_file}")
-    if run.resumed:
-        console.print(f"Resuming {run_dir} (done work is kept; answered requests come from the cache).")
+    option = "--out" if create else "RUN_DIR"
+    run = open_run(run_dir, config, overrides, create=create or items is not None, option=option)
     try:
+        if items is not None:
+            added = run.store.import_instructions(items, str(input_file))
+            console.print(f"Imported {added} new instructions from {input_file}", markup=False)
+        if run.resumed:
+            _say(f"Resuming {run_dir} (done work is kept; answered requests come from the cache).")
         summary = execute(run, stages=stages, console=console, show_progress=progress)
     except KeyboardInterrupt:
-        console.print(
-            f"[yellow]Interrupted. Nothing answered is lost: rerun the same command to resume {run_dir}."
-        )
+        run.discard_if_unused()
+        _say(f"Interrupted. Nothing answered is lost: rerun the same command to resume {run_dir}.", "yellow")
         raise typer.Exit(130) from None
+    except BaseException:
+        run.discard_if_unused()  # a run rejected before any work leaves no directory behind
+        raise
     finally:
         run.store.close()
     _print_summary(summary)
     if export:
         written = export_run(run_dir)
         console.print(f"Exported {len(written)} files to {run_dir / 'export'}")
+
+
+def _say(message: str, style: str | None = None) -> None:
+    """One line on stderr, never wrapped (scripts and tests read it whole), paths printed verbatim."""
+    console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_summary(summary: Any) -> None:
@@ -300,28 +308,54 @@ def _register_optional() -> None:
 
 
 def run() -> None:
-    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    """Entry point. Exit codes a script can trust: 0 done, 1 a runtime failure (the LM, the disk), 2 a
+    user's mistake, 130 Ctrl-C; every failure the user can act on is one line on stderr, no traceback."""
     _register_optional()
+    sys.exit(_main())
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"error: {message}\n")  # one line, never wrapped
+    return code
+
+
+def _main() -> int:
+    import errno
+    import sqlite3
+
+    from selfinstruct.paths import STORAGE_ERRNOS, database_error
+
     try:
-        app(standalone_mode=False)
-    except UserError as err:
-        sys.stderr.write(f"error: {err}\n")  # one line, never wrapped
-        sys.exit(err.exit_code)
+        # Standalone mode off: our handlers below see the exceptions. click then *returns* the code of a
+        # `typer.Exit` instead of exiting with it, so the return value is the exit code.
+        code = app(standalone_mode=False)
+    except CommandError as err:
+        return _fail(str(err), err.exit_code)
     except LMError as err:
-        sys.stderr.write(f"error: LM request failed: {err}. Rerun the same command to resume.\n")
-        sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        console.print("Aborted.")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        console.print("[yellow]Interrupted; rerun the same command to resume.")
-        sys.exit(130)
+        return _fail(f"LM request failed: {err}. Rerun the same command to resume.", 1)
+    except typer.Exit as exc:  # raised outside click's own handling (e.g. while building the app)
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        # click turns Ctrl-C into Abort (after printing a line break); commands that hold a run print
+        # their own line and exit 130 through typer.Exit.
+        _say("Interrupted.", "yellow")
+        return 130
+    except OSError as exc:
+        # The file system refused (disk full, read-only, permissions): one line naming the path.
+        if exc.filename is None and exc.errno not in STORAGE_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return _fail(f"{where}{exc.strerror or errno.errorcode.get(exc.errno or 0, exc)}", 1)
+    except sqlite3.Error as exc:
+        error = database_error(exc, "the run database")
+        if error is None:
+            raise
+        return _fail(str(error), error.exit_code)
     except Exception as exc:
         # Usage errors (unknown option, bad value) from typer's click layer: its own message, exit 2.
-        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
             show()
-            sys.exit(code)
+            return exit_code
         raise
+    return code if isinstance(code, int) else 0

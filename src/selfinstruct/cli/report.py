@@ -52,16 +52,31 @@ def report(
 ) -> None:
     """Write the data analysis report: Table 1 statistics, filter funnel, verb–noun sunburst,
     ROUGE-L-to-seed and length histograms, sample rows."""
+    from selfinstruct.errors import InputFileError
+    from selfinstruct.paths import check_output_dir, check_output_file, refuse_inputs, replacing
+    from selfinstruct.store import DB_NAME
+
+    # Before the (slow) imports and analysis: inputs exist, the report overwrites none of them and can
+    # be written where asked.
+    for source in sources:
+        if not source.exists():
+            raise InputFileError(source, None, "no such file or directory")
+    check_output_file(out)
+    refuse_inputs(out, [p / DB_NAME if p.is_dir() else p for p in sources])
+    if seeds is not None:
+        refuse_inputs(out, [Path(seeds)])
+    if figures_dir is not None:
+        check_output_dir(figures_dir, "--figures-dir")
     # Imported here: matplotlib and spaCy are slow to import and every CLI start would pay for them.
     from selfinstruct.analysis.report import ReportOptions, write_report
     from selfinstruct.analysis.sources import load
 
     console = Console(stderr=True)
     data = load(sources, seeds=seeds)
-    with console.status("Analysing…"):
+    with console.status("Analysing…"), replacing(out) as tmp:
         result = write_report(
             data,
-            out,
+            tmp,
             ReportOptions(sample_rows=sample_rows, seed=seed, spacy_model=spacy_model),
             figures_dir=figures_dir,
             figure_format=figure_format,

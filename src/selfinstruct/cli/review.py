@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from selfinstruct.errors import UserError
+from selfinstruct.errors import ResourceBusyError, UserError
 
 
 def review(
@@ -63,6 +65,32 @@ def review(
             allowed_hosts=LOOPBACK_NAMES if local else None,
         )
     )
+    # Bound before the URL is printed: a busy port is said at once, not after a URL that does not work.
+    sock = listen_socket(host, port)
+    port = int(sock.getsockname()[1])  # the real one when --port 0 let the system choose
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"Review page: http://{shown}:{port}/  (Ctrl+C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    console.print(f"Review page: http://{shown}:{port}/  (Ctrl+C to stop)", markup=False, soft_wrap=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn would bind it; a busy port or an address this machine
+    does not have is one line naming the option."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restarts need no wait
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ResourceBusyError(
+                f"--port {port}: the port is already in use on {host} (another program, or another "
+                "review page, listens there); choose another --port"
+            ) from None
+        raise UserError(f"--host {host} --port {port}: cannot listen there: {exc.strerror or exc}") from None
+    return sock

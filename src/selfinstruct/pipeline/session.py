@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,12 @@ from selfinstruct.errors import UserError
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.cache import SQLiteResponseCache
 from selfinstruct.lm.factory import build_client
+from selfinstruct.paths import atomic_write, check_output_dir, created_dirs, database_error, storage_error
 from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
 from selfinstruct.pipeline.summary import RunSummary, summarize, summary_markdown
 from selfinstruct.records import Task
 from selfinstruct.seeds import load_seed_tasks
-from selfinstruct.store import RunStore, WalCheckpointer
+from selfinstruct.store import DB_NAME, RunStore, WalCheckpointer
 
 
 @dataclass
@@ -31,15 +34,38 @@ class OpenRun:
     store: RunStore
     seeds: list[Task]
     resumed: bool
+    created: list[Path] = field(default_factory=list)  # directories this command created (outermost first)
+
+    def discard_if_unused(self) -> bool:
+        """Remove a run this command created when it holds no work yet (no LM reply, no instruction):
+        a rejected command leaves no run directory behind. Returns whether it was removed."""
+        if not self.created or self.store.has_work():
+            return False
+        self.store.close()
+        _remove_db(self.store.path)
+        for directory in reversed(self.created):
+            with suppress(OSError):
+                directory.rmdir()  # only when empty: never removes files put there by others
+        return True
 
 
 def open_run(
-    run_dir: Path, config_path: Path | None, overrides: dict[str, Any], *, create: bool = True
+    run_dir: Path,
+    config_path: Path | None,
+    overrides: dict[str, Any],
+    *,
+    create: bool = True,
+    option: str = "--out",
 ) -> OpenRun:
-    """Create a run, or resume one: the saved settings are the base, YAML and flags override them."""
+    """Create a run, or resume one: the saved settings are the base, YAML and flags override them.
+
+    A new run's settings and seeds are checked before anything is written, so a rejected command
+    creates nothing; `option` names the run directory's flag in messages."""
+    if not (run_dir / DB_NAME).exists() and create:
+        return _create_run(run_dir, config_path, overrides, option)
     store = RunStore.open(run_dir, create=create)
-    saved = store.get_meta("settings")
     try:
+        saved = store.get_meta("settings")
         settings = resolve_settings(config_path, overrides, base=saved if isinstance(saved, dict) else None)
         if store.has_seeds():
             if saved and isinstance(saved, dict) and saved.get("seeds") != settings.seeds:
@@ -51,11 +77,43 @@ def open_run(
         else:
             seeds = load_seed_tasks(settings.seeds)
             store.save_seeds(seeds)
+        store.set_meta("settings", settings.model_dump(mode="json"))
+    except sqlite3.Error as exc:
+        store.close()
+        raise (database_error(exc, store.path) or exc) from None
     except BaseException:
         store.close()
         raise
-    store.set_meta("settings", settings.model_dump(mode="json"))
     return OpenRun(settings, store, seeds, resumed=saved is not None)
+
+
+def _create_run(run_dir: Path, config_path: Path | None, overrides: dict[str, Any], option: str) -> OpenRun:
+    check_output_dir(run_dir, option)
+    settings = resolve_settings(config_path, overrides)
+    seeds = load_seed_tasks(settings.seeds)
+    db = run_dir / DB_NAME
+    with created_dirs(run_dir) as created:
+        try:
+            store = RunStore(db)
+        except BaseException:
+            _remove_db(db)
+            raise
+        try:
+            store.save_seeds(seeds)
+            store.set_meta("settings", settings.model_dump(mode="json"))
+        except BaseException as exc:
+            store.close()
+            _remove_db(db)
+            if isinstance(exc, sqlite3.Error):
+                raise (database_error(exc, db) or exc) from None
+            raise
+    return OpenRun(settings, store, seeds, resumed=False, created=created)
+
+
+def _remove_db(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with suppress(OSError):
+            db.with_name(db.name + suffix).unlink(missing_ok=True)
 
 
 class _Display:
@@ -146,12 +204,23 @@ def execute(
     """Run the requested stages to completion, then write summary.json and summary.md in the run dir."""
     console = console or Console(stderr=True)
     started = time.monotonic()
-    usage, endpoints = eventloop.run(_drive(run, stages, console, show_progress))
-    summary = summarize(run.store)
+    try:
+        usage, endpoints = eventloop.run(_drive(run, stages, console, show_progress))
+        summary = summarize(run.store)
+    except sqlite3.Error as exc:
+        # A full disk or a directory made read-only mid-run: every step committed so far stays, so
+        # the same command resumes once the disk has room again.
+        raise (database_error(exc, run.store.path) or exc) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise storage_error(exc) from None
     summary.usage = usage
     summary.endpoints = endpoints
     summary.wall_seconds = round(time.monotonic() - started, 2)
     run_dir = run.store.path.parent
-    (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
-    (run_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
+    with atomic_write(run_dir / "summary.json") as handle:
+        handle.write(json.dumps(summary.as_dict(), indent=2))
+    with atomic_write(run_dir / "summary.md") as handle:
+        handle.write(summary_markdown(summary))
     return summary

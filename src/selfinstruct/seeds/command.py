@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfinstruct.errors import UserError
+from selfinstruct.paths import check_output_file, refuse_inputs
 from selfinstruct.records import Task
 from selfinstruct.seeds.loader import (
     classification_only,
@@ -106,6 +107,9 @@ def seeds(
         console.print(table)
         return
     path = resolve_seed_source(source)
+    if save is not None:  # checked first: --save must not replace the file being read
+        check_output_file(save, "--save")
+        refuse_inputs(save, [path], "--save")
     tasks = load_seed_tasks(path)
     if classification_only_:
         tasks = classification_only(tasks)

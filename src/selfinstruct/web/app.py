@@ -25,6 +25,7 @@ from selfinstruct.web.security import LOOPBACK_NAMES, GuardMiddleware, check_csr
 
 RATER_COOKIE = "si_rater"
 MAX_RATER_LEN = 60
+_MAX_ROWID = 2**63 - 1  # SQLite's largest INTEGER
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,10 @@ class ReviewApp:
 
     async def item(self, request: Request) -> Response:
         cid = int(request.path_params["cid"])
-        with db.connect(self.db_path) as conn:
-            found = db.detail(conn, cid)
+        found = None
+        if cid <= _MAX_ROWID:  # a larger number is no row; SQLite could not even bind it (OverflowError)
+            with db.connect(self.db_path) as conn:
+                found = db.detail(conn, cid)
         if found is None:
             return self.render(
                 request,
