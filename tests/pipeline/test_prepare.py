@@ -427,10 +427,12 @@ def test_prepare_run_refuses_to_write_over_its_input(tmp_path: Path) -> None:
     link = tmp_path / "link.jsonl"
     os.symlink(db, link)
     for target in (db, link, run / "run.sqlite-wal"):
-        with pytest.raises(UserError, match="is an input of this command"):
+        with pytest.raises(UserError, match="is also an input file"):
             prepare_run(run, target)
     with pytest.raises(UserError, match="is a directory"):
         prepare_run(run, run)
+    with pytest.raises(UserError, match=r"lies under .*run\.sqlite, which is a file"):
+        prepare_run(run, db / "out.jsonl")
     assert db.read_bytes() == before
 
 
@@ -446,7 +448,7 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_finetune_jsonl(broken(), path)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetune.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetune.jsonl"]  # no temporary file left
 
 
 def test_prepare_command_options_and_refusal(tmp_path: Path) -> None:
@@ -477,7 +479,7 @@ def test_prepare_command_options_and_refusal(tmp_path: Path) -> None:
     # user errors reach the entry point (`selfinstruct.cli.main.run`), which prints one line and exits 2
     result = CliRunner().invoke(app, ["prepare", str(run), "--out", str(run / "run.sqlite")])
     assert isinstance(result.exception, UserError) and result.exception.exit_code == 2
-    assert "is an input of this command" in str(result.exception)
+    assert "is also an input file" in str(result.exception)
     assert (run / "run.sqlite").read_bytes() == before
     result = CliRunner().invoke(app, ["prepare", str(run), "--templates", "fancy"])
     assert isinstance(result.exception, UserError) and "choose from paper, project" in str(result.exception)

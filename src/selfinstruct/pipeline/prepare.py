@@ -13,16 +13,15 @@ project's earlier wording as a named alternative.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import read_jsonl
+from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
 from selfinstruct.records import FinetuneExample, Instance, Task
 
 # GPT-3's end-of-text, which the paper's script writes; the default when no tokenizer is known.
@@ -241,42 +240,15 @@ def prepare_finetune_data(
     return examples
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (also through symlinks and hard links)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def refuse_overwrite(out: Path, inputs: Sequence[Path], option: str = "--out") -> None:
-    """A user error when `out` is a directory or one of the inputs: writing it would destroy data."""
-    if out.is_dir():
-        raise UserError(f"{option} {out}: is a directory, expected a file path")
-    for source in inputs:
-        if _same_file(out, source):
-            raise UserError(f"{option} {out}: is an input of this command ({source}); choose another path")
-
-
 def write_finetune_jsonl(examples: Iterable[FinetuneExample], path: Path | str) -> int:
     """Write one `{"prompt", "completion"}` object per line, through a temporary file in the same folder
     and a rename (a crash never leaves half a file); returns the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for ex in examples:
-                fh.write(json.dumps({"prompt": ex.prompt, "completion": ex.completion}, ensure_ascii=False))
-                fh.write("\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(Path(path)) as fh:
+        for ex in examples:
+            fh.write(json.dumps({"prompt": ex.prompt, "completion": ex.completion}, ensure_ascii=False))
+            fh.write("\n")
+            count += 1
     return count
 
 
@@ -445,7 +417,8 @@ def prepare_run(
     run_dir = Path(run_dir)
     target = out if out is not None else run_dir / "export" / "finetune.jsonl"
     db = run_dir / DB_NAME
-    refuse_overwrite(target, [db, db.with_name(DB_NAME + "-wal"), db.with_name(DB_NAME + "-shm")])
+    check_output_file(target)
+    refuse_inputs(target, [db, db.with_name(DB_NAME + "-wal"), db.with_name(DB_NAME + "-shm")])
     store = RunStore.open(run_dir)
     try:
         settings = store.get_meta("settings")
