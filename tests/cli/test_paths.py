@@ -149,6 +149,14 @@ def test_rejected_generate_leaves_no_run_directory(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "LM request failed" in _one_error_line(result)
     assert not (tmp_path / "runs").exists()
+    # A folder the user made is kept, but as it was: empty.
+    (tmp_path / "mine").mkdir()
+    result = _run(
+        *("generate", "--out", str(tmp_path / "mine"), "--backend", "openai", "--base-url", dead),
+        *("--model", "m", "--max-retries", "0", "--no-progress"),
+    )
+    assert result.returncode == 1, result.stderr
+    assert list((tmp_path / "mine").iterdir()) == []
 
 
 # -- the machine refuses: read-only directories, a full disk ------------------------------------------

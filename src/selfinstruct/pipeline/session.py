@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,13 @@ class OpenRun:
     store: RunStore
     seeds: list[Task]
     resumed: bool
-    created: list[Path] = field(default_factory=list)  # directories this command created (outermost first)
+    # For a run this command created: the directories it made (outermost first); None for an older run.
+    created: list[Path] | None = None
 
     def discard_if_unused(self) -> bool:
         """Remove a run this command created when it holds no work yet (no LM reply, no instruction):
-        a rejected command leaves no run directory behind. Returns whether it was removed."""
-        if not self.created or self.store.has_work():
+        a rejected command leaves no run behind. Returns whether it was removed."""
+        if self.created is None or self.store.has_work():
             return False
         self.store.close()
         _remove_db(self.store.path)
