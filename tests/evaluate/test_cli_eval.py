@@ -521,3 +521,25 @@ def test_given_predictions_can_be_judged(tmp_path: Path) -> None:
     assert report["overall"]["ratings"] == {"A": 1, "B": 0, "C": 0, "D": 1, "unrated": 1}
     assert report["usage"]["judge"]["requests"] == 3
     assert report["group_by"] == "category"
+
+
+def test_an_output_that_is_an_input_is_refused_and_kept(tmp_path: Path) -> None:
+    tasks_file = _write_jsonl(tmp_path / "user.jsonl", TASK_ROWS)
+    preds = _write_jsonl(tmp_path / "preds.jsonl", [{"id": f"t{n}-0", "prediction": "x"} for n in (1, 2, 3)])
+    link = tmp_path / "link.json"
+    link.symlink_to(preds)
+    before = {path: path.read_bytes() for path in (tasks_file, preds)}
+    base = ["tasks", "--tasks", str(tasks_file), "--predictions", str(preds)]
+    for out in (preds, tasks_file, link, tmp_path / "preds.json"):  # preds.json's Markdown is preds.md: fine
+        result = runner.invoke(eval_app, [*base, "--out", str(out)])
+        if out.name == "preds.json":
+            assert result.exit_code == 0, result.output
+            continue
+        assert result.exit_code == 2, result.output
+        assert "is also an input file" in result.output
+    assert {path: path.read_bytes() for path in before} == before
+    report = tmp_path / "r.json"
+    _score_given([*base], report)
+    result = runner.invoke(eval_app, ["compare", str(report), str(report), "--out", str(report)])
+    assert result.exit_code == 2 and "is also an input file" in result.output
+    assert json.loads(report.read_text(encoding="utf-8"))["kind"] == "tasks"

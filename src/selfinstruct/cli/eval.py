@@ -19,7 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from selfinstruct.errors import UserError
 from selfinstruct.evaluate.items import EvalItem
 from selfinstruct.evaluate.predictions import PredictionSet, load_predictions
-from selfinstruct.evaluate.report import EvalReport, ModelInfo, load_report, render_markdown, write_report
+from selfinstruct.evaluate.report import (
+    EvalReport,
+    ModelInfo,
+    check_report_paths,
+    load_report,
+    render_markdown,
+    write_report,
+)
 from selfinstruct.evaluate.run import (
     DEFAULT_MAX_NEW_TOKENS,
     GenerationOptions,
@@ -29,11 +36,12 @@ from selfinstruct.evaluate.run import (
     judge_records,
 )
 from selfinstruct.evaluate.superni import load_superni_tasks, superni_items
-from selfinstruct.evaluate.tasks import load_task_file, task_items, task_label
+from selfinstruct.evaluate.tasks import load_task_file, resolve_task_source, task_items, task_label
 from selfinstruct.evaluate.template import parse_template
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.base import LMError
 from selfinstruct.lm.settings import LMSettings
+from selfinstruct.paths import atomic_write
 
 eval_app = typer.Typer(
     help="Evaluate a model: SuperNI zero-shot ROUGE-L, seed-format task files (optionally rated A-D by an "
@@ -469,6 +477,7 @@ def superni_command(
                 device,
                 max_retries,
             )
+        check_report_paths(out, [predictions, cache or out.parent / CACHE_NAME])
         options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, SUPERNI_FIELDS) if template else None
         loaded = load_superni_tasks(tasks, split_file=split, tasks_filter=tasks_filter)
@@ -658,6 +667,7 @@ def tasks_command(
             )
         options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
         parsed = parse_template(template, TASK_FIELDS) if template else None
+        check_report_paths(out, [predictions, resolve_task_source(tasks), cache or out.parent / CACHE_NAME])
         loaded = load_task_file(tasks)
         items = task_items(loaded, limit=limit, tasks_filter=tasks_filter, template=parsed)
         given = None
@@ -728,8 +738,10 @@ def compare_command(
         markdown = render_comparison_markdown(comparison)
         Console().print(Markdown(markdown))
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(comparison.model_dump_json(indent=2), encoding="utf-8")
-            out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+            check_report_paths(out, [a, b])
+            with atomic_write(out) as handle:
+                handle.write(comparison.model_dump_json(indent=2))
+            with atomic_write(out.with_suffix(".md")) as handle:
+                handle.write(markdown)
 
     _user_errors(body)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.judge import RATINGS, Rating, rating_counts
+from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
 
 SCHEMA_VERSION = 1
 METRICS: tuple[str, ...] = ("rougeL", "exact_match")
@@ -137,13 +138,21 @@ def aggregate(items: Sequence[ItemRecord]) -> tuple[GroupScore, list[GroupScore]
 
 def write_report(report: EvalReport, path: Path) -> Path:
     """Write the JSON report and the Markdown beside it (same name, `.md`); returns the Markdown path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(report.model_dump_json(indent=2))
     markdown_path = path.with_suffix(".md")
-    markdown_path.write_text(render_markdown(report), encoding="utf-8")
+    with atomic_write(markdown_path) as handle:
+        handle.write(render_markdown(report))
     return markdown_path
+
+
+def check_report_paths(out: Path, inputs: Sequence[Path | None]) -> None:
+    """Before any work: `out` and the Markdown beside it must be writable files and none of the inputs
+    (a predictions file, a task file, the response cache), which writing them would destroy."""
+    given = [path for path in inputs if path is not None]
+    for target in (out, out.with_suffix(".md")):
+        check_output_file(target)
+        refuse_inputs(target, given)
 
 
 def load_report(path: Path) -> EvalReport:
