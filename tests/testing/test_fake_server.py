@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import threading
 import time
 
@@ -61,6 +62,55 @@ def test_api_key_is_checked() -> None:
             headers={"Authorization": "Bearer sekret"},
         )
     assert (denied.status_code, allowed.status_code) == (401, 200)
+
+
+def test_refusals_echo_the_authorization_header_and_basic_auth_is_checked() -> None:
+    with FakeOpenAIServer(basic_auth=("ann", "pw")) as server:
+        wrong = httpx.post(f"{server.base_url}/completions", json={"prompt": "x"}, auth=("ann", "nope"))
+        right = httpx.post(f"{server.base_url}/completions", json={"prompt": "x"}, auth=("ann", "pw"))
+    assert (wrong.status_code, right.status_code) == (401, 200)
+    # Echoed as some real servers do, so that a client's redaction is really put to the test.
+    assert "Basic YW5uOm5vcGU=" in wrong.json()["error"]["message"]
+
+
+def test_sticky_garbage_is_the_same_for_the_same_prompt() -> None:
+    plan = FaultPlan(seed=1, sticky_garbage=0.5, sticky_times=2)
+    prompts = [f"prompt {i}" for i in range(40)]
+    with FakeOpenAIServer(faults=plan) as server, httpx.Client() as http:
+        rounds = [
+            [http.post(f"{server.base_url}/completions", json={"prompt": p}) for p in prompts]
+            for _ in range(3)
+        ]
+    bad = [i for i, r in enumerate(rounds[0]) if not _usable(r)]
+    assert 8 <= len(bad) <= 32  # about half the prompts are picked
+    for i in range(len(prompts)):
+        # A picked prompt gets the very same malformed body twice, then a real answer; the others are fine.
+        if i in bad:
+            assert rounds[0][i].content == rounds[1][i].content and not _usable(rounds[1][i])
+        assert _usable(rounds[2][i])
+    assert server.faults_injected == {"sticky_garbage": 2 * len(bad)}
+    bodies = {rounds[0][i].content for i in bad}
+    assert len(bodies) > 2  # different prompts, different garbage
+
+
+def _usable(response: httpx.Response) -> bool:
+    try:
+        choices = response.json().get("choices")
+    except ValueError:
+        return False
+    return isinstance(choices, list) and bool(choices) and isinstance(choices[0], dict)
+
+
+@pytest.mark.parametrize("fmt", ["ms", "date"])
+def test_retry_after_in_milliseconds_or_as_an_http_date(fmt: str) -> None:
+    plan = FaultPlan(rate_limit=1.0, retry_after=2.0, retry_after_format=fmt)  # type: ignore[arg-type]
+    with FakeOpenAIServer(faults=plan) as server:
+        response = _post(server, "/completions", {"prompt": "x"})
+    if fmt == "ms":
+        assert response.headers["retry-after-ms"] == "2000" and "retry-after" not in response.headers
+    else:
+        when = email.utils.parsedate_to_datetime(response.headers["retry-after"]).timestamp()
+        assert 2.0 <= when - time.time() <= 3.5
 
 
 def test_fault_plan_is_deterministic_and_close_to_its_shares() -> None:
