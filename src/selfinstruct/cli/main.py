@@ -293,6 +293,7 @@ def _register_optional() -> None:
         ("review", "review", "review"),
         ("eval", "eval_app", "eval"),
         ("seeds", "seeds", "seeds"),
+        ("reproduce", "reproduce", "reproduce"),
     ):
         try:
             module = importlib.import_module(f"selfinstruct.cli.{module_name}")
