@@ -1,4 +1,5 @@
-"""Run settings. Every default is the paper's setting (see docs/method.md); YAML and flags override them.
+"""Run settings. Every default is the paper's setting (docs/pipeline.md lists them and the few deviations);
+YAML and flags override them.
 
 Precedence: defaults < `--config run.yaml` < command-line flags. The YAML file uses the same keys as the
 flags (underscores), with the LM settings under `lm:`.

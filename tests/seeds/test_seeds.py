@@ -28,7 +28,7 @@ from selfinstruct.seeds import (
 
 PAPER_SEEDS = Path(__file__).resolve().parents[1] / "data" / "paper_seed_tasks.jsonl"
 SETS = sorted(list_builtin_seed_sets())
-NOVELTY = 0.7  # method.md: a candidate is dropped when ROUGE-L F > 0.7 against the pool
+NOVELTY = 0.7  # the paper (docs/pipeline.md, Verdicts): dropped when ROUGE-L F > 0.7 against the pool
 
 
 def raw_rows(path: Path) -> list[dict[str, Any]]:
