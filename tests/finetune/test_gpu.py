@@ -50,6 +50,15 @@ def test_benchmark_script_runs_tiny() -> None:
         assert result["mfu"] is None and result["precision"] == "fp32"
 
 
+def test_benchmark_anchor_setup_with_lora_runs_tiny() -> None:
+    """The issue's anchor layout (no packing, full rows) with LoRA: 4N FLOPs per token, few trainables."""
+    result = _bench().main(["--tiny", "--windows", "1", "--method", "lora", "--no-packing", "--full-rows"])
+    assert result["packing"] == "none" and result["method"] == "lora"
+    assert 0 < result["trainable_parameters"] < result["parameters"] / 4  # r8 on a 64-wide model
+    assert result["flops_per_token"] == 4 * result["parameters"]
+    assert result["tokens_per_s_median"] > 0
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_benchmark_reports_mfu_on_cuda() -> None:

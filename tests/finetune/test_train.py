@@ -180,3 +180,50 @@ def test_run_directory_needs_an_export(tiny_base: Path, instances_file: Path, tm
 def test_bad_base_model_is_a_user_error(instances_file: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--base"):
         build_trainer(_config(instances_file, tmp_path / "no-such-model", tmp_path / "m"))
+
+
+def test_packed_rows_give_the_loss_of_the_examples_apart(
+    tiny_base: Path, instances_file: Path, tmp_path: Path
+) -> None:
+    """Packing (the MFU option): padding-free rows with position ids, attention kept within each example."""
+    import torch
+
+    padded, _ = build_trainer(_config(instances_file, tiny_base, tmp_path / "a", method="full"))
+    packed, _ = build_trainer(
+        _config(instances_file, tiny_base, tmp_path / "b", method="full", packing=True, max_seq_length=128)
+    )
+    row = max(packed.train_dataset, key=lambda r: len(r["seq_lengths"]))
+    assert len(row["seq_lengths"]) >= 3  # several examples share the row, no padding
+    batch = packed.data_collator([row])
+    assert "attention_mask" not in batch and batch["input_ids"].shape[1] == sum(row["seq_lengths"])
+    ends = torch.tensor(row["seq_lengths"]).cumsum(0).tolist()
+    pieces = [
+        {"input_ids": row["input_ids"][a:b], "labels": row["labels"][a:b]}
+        for a, b in zip([0, *ends[:-1]], ends, strict=True)
+    ]
+    apart = padded.data_collator(pieces)  # the same examples, one padded row each
+    model = padded.model.eval()
+    with torch.no_grad():
+        loss_packed = model(**batch).loss
+        loss_apart = model(**apart).loss
+        # Without the position ids the examples would attend to each other: a different loss.
+        crossed = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+    torch.testing.assert_close(loss_packed, loss_apart, atol=1e-5, rtol=1e-5)
+    assert abs(float(crossed) - float(loss_apart)) > 1e-4  # 10x the tolerance above
+
+
+def test_speed_options_reach_the_trainer(tmp_path: Path) -> None:
+    import importlib.util
+
+    from selfinstruct.finetune.train import sft_arguments
+
+    cfg = build_config(data=tmp_path, out=tmp_path, torch_compile=True, optim="adamw_torch", packing=True)
+    args = sft_arguments(cfg, tmp_path, "fp32")
+    assert args.torch_compile and args.optim == "adamw_torch" and args.packing and args.padding_free is False
+    assert (
+        sft_arguments(build_config(data=tmp_path, out=tmp_path), tmp_path, "fp32").optim
+        == "adamw_torch_fused"
+    )
+    if importlib.util.find_spec("liger_kernel") is None:
+        with pytest.raises(UserError, match="liger-kernel"):
+            sft_arguments(build_config(data=tmp_path, out=tmp_path, liger_kernel=True), tmp_path, "fp32")

@@ -56,6 +56,8 @@ def print_summary(summary: object, console: Console) -> None:
         ("model (merged/full)", summary.model_dir),
         ("LoRA adapter", summary.adapter_dir or "-"),
     ]
+    if summary.gguf_adapter or summary.gguf_note:  # a GGUF base: the llama.cpp side of the result
+        rows.append(("llama.cpp adapter", summary.gguf_adapter or summary.gguf_note or "-"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -87,8 +89,9 @@ def finetune(
         typer.Option(
             "--out",
             "-o",
-            help="Output directory: merged weights + tokenizer at its root, the LoRA adapter in adapter/, "
-            "checkpoints in checkpoints/ (rerun the same command to resume).",
+            help="Output directory: merged weights + tokenizer at its root, the LoRA adapter in adapter/ "
+            "(and as adapter.gguf for llama.cpp when the base is a GGUF), checkpoints in checkpoints/ "
+            "(rerun the same command to resume).",
         ),
     ] = None,
     config: Annotated[

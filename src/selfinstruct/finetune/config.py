@@ -30,8 +30,19 @@ class FinetuneConfig(BaseModel):
     batch_size: int = Field(default=4, ge=1, description="Examples per device per forward pass.")
     grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps.")
     max_seq_length: int = Field(default=512, ge=16, description="Tokens per example (or per packed row).")
-    packing: bool = False
+    packing: bool = Field(
+        default=False,
+        description="Best-fit packing of examples into padding-free rows with position ids; attention stays "
+        "within each example (flash attention, or SDPA/eager masks built from the position ids).",
+    )
     gradient_checkpointing: bool = False
+    torch_compile: bool = Field(default=False, description="Compile the model with torch.compile (GPU).")
+    liger_kernel: bool = Field(
+        default=False, description="Liger's fused Triton kernels (needs the liger-kernel package and a GPU)."
+    )
+    optim: str | None = Field(
+        default=None, description="Optimizer name of HF TrainingArguments (default: theirs, fused AdamW)."
+    )
     seed: int = 0
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)

@@ -3,6 +3,8 @@
 Layout of the output directory:
     OUT/                        merged full weights + tokenizer (load with --backend transformers --model OUT)
     OUT/adapter/                the LoRA adapter alone (LoRA runs)
+    OUT/adapter.gguf            the same adapter for llama.cpp (LoRA runs on a GGUF base: the embedded model
+                                or a .gguf file), loaded on top of that base GGUF (`Llama(..., lora_path=)`)
     OUT/checkpoints/            Trainer checkpoints; rerunning the same command resumes from the last one
     OUT/selfinstruct_finetune.json   summary: steps, tokens, time, loss history
 """
@@ -19,9 +21,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selfinstruct.errors import UserError
 from selfinstruct.finetune.config import FinetuneConfig
 from selfinstruct.finetune.data import load_examples, to_dataset
-from selfinstruct.finetune.model import load_base, make_serializable, resolve_precision, torch_dtype
+from selfinstruct.finetune.model import (
+    gguf_location,
+    load_base,
+    make_serializable,
+    resolve_precision,
+    torch_dtype,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -57,11 +66,19 @@ class FinetuneSummary:
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     world_size: int = 1  # processes that trained together (torchrun / accelerate launch)
     is_main_process: bool = True
+    gguf_adapter: str | None = None  # OUT/adapter.gguf, for llama.cpp on top of `gguf_base`
+    gguf_base: str | None = None  # the base GGUF file the adapter belongs to
+    gguf_note: str | None = None  # why no GGUF adapter was written, when the base is a GGUF
 
 
 def sft_arguments(cfg: FinetuneConfig, out: Path, precision: str) -> Any:
     """Map our settings onto TRL's SFTConfig; every default TRL changes is set explicitly."""
+    import importlib.util
+
     from trl import SFTConfig
+
+    if cfg.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        raise UserError("liger_kernel needs the liger-kernel package: pip install liger-kernel")
 
     return SFTConfig(
         output_dir=str(out / CHECKPOINTS),
@@ -75,6 +92,9 @@ def sft_arguments(cfg: FinetuneConfig, out: Path, precision: str) -> Any:
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_seq_length,
         packing=cfg.packing,
+        torch_compile=cfg.torch_compile,
+        use_liger_kernel=cfg.liger_kernel,
+        **({"optim": cfg.optim} if cfg.optim else {}),
         completion_only_loss=True,  # the paper's prompt loss weight 0
         **_checkpointing_flag(cfg.gradient_checkpointing),
         bf16=precision == "bf16",
@@ -200,6 +220,24 @@ def save_outputs(trainer: SFTTrainer, cfg: FinetuneConfig, out: Path) -> str | N
     return str(adapter)
 
 
+def write_llama_cpp_adapter(cfg: FinetuneConfig, out: Path, adapter: str | None) -> dict[str, str | None]:
+    """OUT/adapter.gguf when the base is a GGUF and LoRA was trained; else, for a GGUF base, the reason."""
+    location = gguf_location(cfg.base)
+    if location is None:
+        return {}
+    base = location[0] / location[1]
+    if adapter is None:
+        note = "full fine-tuning has no adapter: run the tuned model with --backend transformers --model OUT"
+        return {"gguf_base": str(base), "gguf_note": note}
+    from selfinstruct.finetune.gguf_adapter import ADAPTER_FILE, AdapterConversionError, write_gguf_adapter
+
+    try:
+        info = write_gguf_adapter(Path(adapter), base, out / ADAPTER_FILE)
+    except AdapterConversionError as exc:
+        return {"gguf_base": str(base), "gguf_note": f"no llama.cpp adapter: {exc}"}
+    return {"gguf_adapter": str(info.path), "gguf_base": str(base)}
+
+
 def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> FinetuneSummary:
     """Train, save, write the summary. Resumes from OUT/checkpoints when a checkpoint is there."""
     _, out = cfg.require_paths()
@@ -214,6 +252,7 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> Finetun
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     adapter = save_outputs(trainer, cfg, out)
+    gguf = write_llama_cpp_adapter(cfg, out, adapter) if trainer.is_world_process_zero() else {}
 
     history = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h and "step" in h]
     tokens = int(trainer._total_train_tokens) if hasattr(trainer, "_total_train_tokens") else 0
@@ -241,6 +280,7 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> Finetun
         loss_history=history,
         world_size=trainer.args.world_size,
         is_main_process=trainer.is_world_process_zero(),
+        **gguf,
     )
     if summary.is_main_process:
         (out / SUMMARY_NAME).write_text(json.dumps(asdict(summary), indent=1), encoding="utf-8")
