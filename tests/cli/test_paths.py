@@ -343,7 +343,7 @@ def test_review_serves_on_the_printed_url_and_ctrl_c_exits_130(tmp_path: Path) -
         assert first.startswith("Review page: http://127.0.0.1:"), first
         url = first.split()[2]
         assert not url.endswith(":0/")
-        assert httpx.get(url, timeout=30).status_code == 200
+        assert httpx.get(url, timeout=30, follow_redirects=True).status_code == 200
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:
