@@ -10,6 +10,7 @@ import pytest
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.tasks import build_task_prompt, load_task_file, task_items
 from selfinstruct.evaluate.template import parse_template
+from selfinstruct.seeds import task_from_record
 
 SEEDS = Path(__file__).resolve().parents[1] / "data" / "paper_seed_tasks.jsonl"
 FIELDS = frozenset({"instruction", "definition", "input", "task", "category"})
@@ -68,7 +69,9 @@ def test_filter_limit_and_template(tmp_path: Path) -> None:
         ('{"instruction": "x", "instances": [{"input": "", "output": "y"}]}\n{oops\n', 2, "invalid JSON"),
         ('{"instances": [{"input": "", "output": "y"}]}\n', 1, "instruction"),
         ('{"instruction": "x", "instances": []}\n', 1, "non-empty list"),
-        ('{"instruction": "x", "instances": [{"input": 1, "output": "y"}]}\n', 1, "must be strings"),
+        ('{"instruction": "x", "instances": [{"input": 1, "output": "y"}]}\n', 1, "must be a string"),
+        ('{"instruction": "x", "instances": [{"input": ""}]}\n', 1, "missing 'output'"),
+        ('{"instruction": "x", "id": [1], "instances": [{"output": "y"}]}\n', 1, "'id' must be a string"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path: Path, content: str, line: int, message: str) -> None:
@@ -78,6 +81,27 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, content: str, line: int, m
         load_task_file(path)
     assert info.value.line == line
     assert str(info.value).startswith(f"{path}:{line}:")
+
+
+def test_one_parser_for_seeds_and_task_files(tmp_path: Path) -> None:
+    """A task file goes through the seed loader's parser, lenient where evaluation sets need it: no
+    is_classification, a left-out input, an empty reference, a numbered id. The seed loader refuses
+    each of those lines."""
+    lines = [
+        {"instruction": " Add. ", "id": 7, "instances": [{"output": "3"}]},
+        {"instruction": "Greet.", "is_classification": "yes", "instances": [{"input": "hi", "output": ""}]},
+    ]
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in lines), encoding="utf-8")
+    first, second = (entry.task for entry in load_task_file(path))
+    assert (first.instruction, first.id, first.is_classification) == ("Add.", "7", None)
+    assert first.instances[0].input == "" and second.instances[0].output == ""
+    assert second.is_classification is None
+    for row, message in zip(lines, ("missing 'input'", "empty 'output'"), strict=True):
+        with pytest.raises(InputFileError, match=message):
+            task_from_record(row, path, 1)
+    with pytest.raises(InputFileError, match="is_classification"):
+        task_from_record({**lines[0], "instances": [{"input": "", "output": "3"}]}, path, 1)
 
 
 def test_template_mistakes_fail_early() -> None:

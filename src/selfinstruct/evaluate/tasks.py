@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.items import EvalItem
@@ -16,8 +15,8 @@ from selfinstruct.evaluate.superni import matches_filter
 from selfinstruct.evaluate.template import PromptTemplate
 from selfinstruct.evaluate.user_oriented import builtin_eval_sets
 from selfinstruct.jsonl import read_jsonl
-from selfinstruct.records import Instance, Task
-from selfinstruct.seeds import resolve_seed_source
+from selfinstruct.records import Task
+from selfinstruct.seeds import resolve_seed_source, task_from_record
 
 
 @dataclass(frozen=True)
@@ -26,32 +25,6 @@ class EvalTask:
 
     task: Task
     group: str | None = None
-
-
-def parse_task_line(data: dict[str, Any], path: Path, line: int) -> Task:
-    instruction = data.get("instruction")
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise InputFileError(path, line, "missing or empty 'instruction'")
-    raw_instances = data.get("instances")
-    if not isinstance(raw_instances, list) or not raw_instances:
-        raise InputFileError(path, line, "'instances' must be a non-empty list")
-    instances = []
-    for index, raw in enumerate(raw_instances):
-        if not isinstance(raw, dict):
-            raise InputFileError(path, line, f"instance {index} must be an object")
-        text_input = raw.get("input", "")
-        output = raw.get("output")
-        if not isinstance(text_input, str) or not isinstance(output, str):
-            raise InputFileError(path, line, f"instance {index}: 'input' and 'output' must be strings")
-        instances.append(Instance(input=text_input, output=output))
-    is_classification = data.get("is_classification")
-    return Task(
-        instruction=instruction,
-        instances=tuple(instances),
-        is_classification=is_classification if isinstance(is_classification, bool) else None,
-        id=str(data.get("id") or ""),
-        name=str(data.get("name") or ""),
-    )
 
 
 def resolve_task_source(spec: Path | str) -> Path:
@@ -67,14 +40,15 @@ def resolve_task_source(spec: Path | str) -> Path:
 def load_task_file(spec: Path | str) -> list[EvalTask]:
     """Read a seed-format JSONL file, or a built-in set by name (`user-oriented`, `default`, ...).
 
-    Lenient where the seed loader is strict: evaluation sets such as the paper's 252 user-oriented
-    instructions carry no `is_classification`, so it is optional here. Blank lines are skipped; a bad
-    line names the file and line number."""
+    Each line goes through the seed loader's parser in its evaluation mode (lenient where seeds are strict:
+    evaluation sets such as the paper's 252 user-oriented tasks carry no `is_classification`). Blank lines
+    are skipped; a bad line names the file and line number."""
     path = resolve_task_source(spec)
     tasks = []
     for number, _, obj in read_jsonl(path):
         group = obj.get("motivation_app")
-        tasks.append(EvalTask(parse_task_line(obj, path, number), group if isinstance(group, str) else None))
+        task = task_from_record(obj, path, number, evaluation=True)
+        tasks.append(EvalTask(task, group if isinstance(group, str) else None))
     if not tasks:
         raise InputFileError(path, None, "no tasks in the file")
     return tasks

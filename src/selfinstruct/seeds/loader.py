@@ -53,13 +53,15 @@ def resolve_seed_source(spec: str | Path | None) -> Path:
     return builtin if builtin is not None else path
 
 
-def _parse_instances(raw: Any, path: Path, line: int) -> tuple[Instance, ...]:
+def _parse_instances(raw: Any, path: Path, line: int, evaluation: bool) -> tuple[Instance, ...]:
     if not isinstance(raw, list) or not raw:
         raise InputFileError(path, line, f"'instances' must be a non-empty list, got {_describe(raw)}")
     instances = []
     for k, item in enumerate(raw, start=1):
         if not isinstance(item, dict):
             raise InputFileError(path, line, f"instance {k} must be an object, got {json_type_name(item)}")
+        if evaluation:
+            item = {"input": "", **item}  # an evaluation instance may leave out an empty input
         for key in ("input", "output"):
             if key not in item:
                 raise InputFileError(path, line, f"instance {k} is missing '{key}'")
@@ -67,7 +69,7 @@ def _parse_instances(raw: Any, path: Path, line: int) -> tuple[Instance, ...]:
                 raise InputFileError(
                     path, line, f"instance {k}: '{key}' must be a string, got {json_type_name(item[key])}"
                 )
-        if not item["output"].strip():
+        if not evaluation and not item["output"].strip():
             raise InputFileError(path, line, f"instance {k} has an empty 'output'")
         instances.append(Instance(input=item["input"], output=item["output"]))
     return tuple(instances)
@@ -79,17 +81,25 @@ def _describe(value: Any) -> str:
     return json_type_name(value)
 
 
-def _optional_str(obj: dict[str, Any], key: str, path: Path, line: int) -> str:
+def _optional_str(obj: dict[str, Any], key: str, path: Path, line: int, numbers: bool = False) -> str:
     value = obj.get(key, "")
     if value is None:
         return ""
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if not isinstance(value, str):
         raise InputFileError(path, line, f"'{key}' must be a string, got {json_type_name(value)}")
     return value.strip()
 
 
-def task_from_record(obj: Any, path: Path | str, line: int) -> Task:
-    """Validate one decoded JSON line and build its Task (``id`` may still be empty)."""
+def task_from_record(obj: Any, path: Path | str, line: int, *, evaluation: bool = False) -> Task:
+    """Validate one decoded JSON line of the paper's seed format and build its Task (``id`` may still be
+    empty). The one parser of the format, for seed files and evaluation task files alike.
+
+    Strict by default, because seeds steer every prompt of a run. `evaluation` reads evaluation sets,
+    such as the paper's 252 user-oriented tasks, which carry no ``is_classification`` (then optional:
+    None unless true or false), may leave out an empty ``input``, may hold an empty reference output,
+    and may number their ``id``."""
     path = Path(path)
     if not isinstance(obj, dict):
         raise InputFileError(path, line, f"expected a JSON object, got {json_type_name(obj)}")
@@ -102,11 +112,13 @@ def task_from_record(obj: Any, path: Path | str, line: int) -> Task:
         raise InputFileError(path, line, "'instruction' is blank")
     if "instances" not in obj:
         raise InputFileError(path, line, "missing 'instances'")
-    instances = _parse_instances(obj["instances"], path, line)
-    if "is_classification" not in obj:
+    instances = _parse_instances(obj["instances"], path, line, evaluation)
+    is_clf = obj.get("is_classification")
+    if evaluation:
+        is_clf = is_clf if isinstance(is_clf, bool) else None
+    elif "is_classification" not in obj:
         raise InputFileError(path, line, "missing 'is_classification' (true or false)")
-    is_clf = obj["is_classification"]
-    if not isinstance(is_clf, bool):
+    elif not isinstance(is_clf, bool):
         raise InputFileError(
             path, line, f"'is_classification' must be true or false, got {json_type_name(is_clf)} {is_clf!r}"
         )
@@ -114,8 +126,8 @@ def task_from_record(obj: Any, path: Path | str, line: int) -> Task:
         instruction=instruction.strip(),
         instances=instances,
         is_classification=is_clf,
-        id=_optional_str(obj, "id", path, line),
-        name=_optional_str(obj, "name", path, line),
+        id=_optional_str(obj, "id", path, line, numbers=evaluation),
+        name=_optional_str(obj, "name", path, line, numbers=evaluation),
     )
 
 
