@@ -86,5 +86,17 @@ def test_prompt_carries_the_rubric_and_the_texts() -> None:
     assert prompt.endswith("Rating:")
 
 
+def test_the_rubric_in_the_prompt_is_the_one_evaluations_were_cached_with() -> None:
+    # The judge's prompt is a cache key: rewording the rubric re-asks every earlier judgement.
+    prompt = build_judge_prompt("Name a fruit.", "", "Apple", "Banana")
+    assert (
+        "Rate the response with one letter:\n"
+        "A: the response is valid and satisfying.\n"
+        "B: the response is acceptable but has minor errors or imperfections.\n"
+        "C: the response is relevant to the instruction but has significant errors in its content.\n"
+        "D: the response is irrelevant or invalid.\n\n"
+    ) in prompt
+
+
 def test_rating_counts_have_every_key() -> None:
     assert rating_counts(["A", None, "A", "D"]) == {"A": 2, "B": 0, "C": 0, "D": 1, "unrated": 1}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from selfinstruct.evaluate.judge import RUBRIC, build_judge_prompt
 from selfinstruct.web.app import ReviewConfig, create_app
 
 from .conftest import Cand, build_run
@@ -277,6 +278,10 @@ def test_response_ratings(run_dir: Path, eval_file: Path) -> None:
     tok = login(c, "Ann")
     page = c.get("/rate-responses").text
     assert '<span id="done-count">0</span> of 2 responses' in page
+    # Raters see the scale the LLM judge is given: one rubric for both.
+    for letter, meaning in RUBRIC.items():
+        assert f"<b>{letter}</b> {meaning}" in page
+        assert f"{letter}: the response is {meaning}." in build_judge_prompt("i", "", "r", "p")
     assert "hi &lt;i&gt;there&lt;/i&gt;" in page and "tiny-model" in page
     for grade in ("A", "C"):
         key = re.search(r'name="item_key" value="([^"]+)"', c.get("/rate-responses").text)

@@ -1,7 +1,7 @@
 """An LLM judge that rates a response on the paper's four-level scale, and a tolerant reply parser.
 
-The scale (Self-Instruct §4.4): A valid and satisfying; B acceptable with minor errors or imperfections;
-C relevant but with significant errors in content; D irrelevant or invalid. Judge replies are untrusted
+The scale (Self-Instruct §4.4) is `RUBRIC`, the one definition the judge's prompt and the review page's
+response rating both use. Judge replies are untrusted
 free text: the parser never trusts a format, and a reply without a recognisable letter is "unrated"
 rather than guessed.
 """
@@ -14,10 +14,11 @@ from typing import Literal
 
 Rating = Literal["A", "B", "C", "D"]
 RATINGS: tuple[Rating, ...] = ("A", "B", "C", "D")
+# What each rating means, completing "The response is ..." (the paper's words for A, B and D).
 RUBRIC: dict[Rating, str] = {
     "A": "valid and satisfying",
-    "B": "acceptable, with minor errors or imperfections",
-    "C": "relevant, but with significant errors in its content",
+    "B": "acceptable but has minor errors or imperfections",
+    "C": "relevant to the instruction but has significant errors in its content",
     "D": "irrelevant or invalid",
 }
 MAX_REASON_CHARS = 300
@@ -37,10 +38,7 @@ Response to rate:
 {prediction}
 
 Rate the response with one letter:
-A: the response is valid and satisfying.
-B: the response is acceptable but has minor errors or imperfections.
-C: the response is relevant to the instruction but has significant errors in its content.
-D: the response is irrelevant or invalid.
+{rubric}
 
 Answer with two lines, the letter and a one-sentence reason:
 Rating: <A, B, C or D>
@@ -59,6 +57,7 @@ def build_judge_prompt(instruction: str, text_input: str, reference: str, predic
     """The judge's prompt. It ends with `Rating:` so a completion model answers with the letter first;
     a chat model repeating the two-line format is parsed just as well."""
     return _JUDGE_PROMPT.format(
+        rubric="\n".join(f"{letter}: the response is {meaning}." for letter, meaning in RUBRIC.items()),
         instruction=instruction.strip(),
         input=text_input.strip() or "(no input)",
         reference=reference.strip() or "(none)",

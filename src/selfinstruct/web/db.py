@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfinstruct.evaluate.judge import RUBRIC
+
 REVIEW_SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_ratings (
     id          INTEGER PRIMARY KEY,
@@ -24,7 +26,7 @@ CREATE TABLE IF NOT EXISTS review_ratings (
     valid_task  INTEGER,           -- Table 2 questions (data): 1 yes, 0 no
     input_ok    INTEGER,
     output_ok   INTEGER,
-    grade       TEXT CHECK (grade IS NULL OR grade IN ('A', 'B', 'C', 'D')),
+    grade       TEXT CHECK (grade IS NULL OR grade IN ('A', 'B', 'C', 'D')),  -- judge.RATINGS
     context     TEXT NOT NULL DEFAULT '{}',   -- JSON snapshot of what was rated, for exports
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL,
@@ -46,12 +48,8 @@ QUESTIONS = (
     ("input_ok", "Is the input appropriate for the instruction?"),
     ("output_ok", "Is the output a correct and acceptable response to the instruction and input?"),
 )
-GRADES = (
-    ("A", "valid and satisfying"),
-    ("B", "acceptable with minor errors or imperfections"),
-    ("C", "relevant but with significant errors in content"),
-    ("D", "irrelevant or invalid"),
-)
+# Response grades: the paper's A-D scale, as the LLM judge is given it.
+GRADES: tuple[tuple[str, str], ...] = tuple(RUBRIC.items())
 PAGE_SIZE = 50
 
 
