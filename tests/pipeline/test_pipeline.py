@@ -128,6 +128,26 @@ def test_a_failed_follow_up_stops_the_run_and_a_rerun_completes(
     assert _dataset(tmp_path / "run") == _dataset(tmp_path / "clean")
 
 
+def test_a_failure_that_is_not_the_lms_keeps_its_type(
+    tmp_path: Path, fake_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk error while a follow-up commits reaches the CLI as itself (its one-line handler), not as
+    an ExceptionGroup of the task group (which would print a traceback)."""
+    original = RunStore.finish_instances
+    calls = 0
+
+    def failing(self: RunStore, *args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(28, "No space left on device")
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RunStore, "finish_instances", failing)
+    with pytest.raises(OSError, match="No space left"):
+        _run(tmp_path / "run", fake_server.base_url)
+
+
 def test_random_faults_never_end_a_run_with_data_missing(
     tmp_path: Path, fake_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -91,7 +91,8 @@ class PipelineRunner:
                 if "instructions" in self.stages:
                     await self._generate()
         except BaseExceptionGroup as group_error:
-            raise _one_error(group_error) from None
+            error = _one_error(group_error)
+            raise error from error.__cause__  # the group itself is no news to anyone
         finally:
             self._group = None
         self._check_finished()
@@ -257,4 +258,6 @@ def _one_error(group: BaseExceptionGroup) -> BaseException:
     if other:
         return other[0]
     more = f" ({len(leaves) - 1} more requests failed too)" if len(leaves) > 1 else ""
-    return LMError(f"{leaves[0]}{more}")
+    error = LMError(f"{leaves[0]}{more}")
+    error.__cause__ = leaves[0]
+    return error
