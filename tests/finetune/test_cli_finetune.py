@@ -93,8 +93,10 @@ def test_the_user_oriented_set_is_refused_before_any_model_loads(tmp_path: Path)
     copy.write_bytes(user_oriented_path().read_bytes())
     for data in ("user-oriented", str(copy)):
         # No --base: the embedded model would load if the data got past the check.
-        result = CliRunner().invoke(_app(), ["--data", data, "--out", str(tmp_path / "m"), "--no-progress"])
+        out = tmp_path / "models" / "m"
+        result = CliRunner().invoke(_app(), ["--data", data, "--out", str(out), "--no-progress"])
         assert isinstance(result.exception, UserError), result.output
+        assert not (tmp_path / "models").exists()  # a refused command leaves no directory behind
         assert "user-oriented evaluation set" in str(result.exception)
         assert "--allow-eval-data" in str(result.exception)
     assert build_config(allow_eval_data=True).allow_eval_data and not build_config().allow_eval_data

@@ -31,6 +31,7 @@ from selfinstruct.finetune.model import (
     resolve_precision,
     torch_dtype,
 )
+from selfinstruct.paths import created_dirs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -241,8 +242,9 @@ def write_llama_cpp_adapter(cfg: FinetuneConfig, out: Path, adapter: str | None)
 def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> FinetuneSummary:
     """Train, save, write the summary. Resumes from OUT/checkpoints when a checkpoint is there."""
     _, out = cfg.require_paths()
-    out.mkdir(parents=True, exist_ok=True)
-    trainer, facts = build_trainer(cfg, console)
+    # Refused data (checked while the trainer is built) leaves no empty OUT behind.
+    with created_dirs(out):
+        trainer, facts = build_trainer(cfg, console)
     resume = last_checkpoint(out)
     start = time.perf_counter()
     first_step = trainer.state.global_step
