@@ -148,6 +148,23 @@ def test_a_failure_that_is_not_the_lms_keeps_its_type(
         _run(tmp_path / "run", fake_server.base_url)
 
 
+def test_a_run_never_returns_with_a_kept_instruction_unfinished(
+    tmp_path: Path, fake_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last guard: should a follow-up ever end without doing its work, the run says so."""
+    from selfinstruct.pipeline.runner import PipelineRunner
+
+    original = PipelineRunner._finish
+
+    async def forgetful(self: PipelineRunner, instruction_id: int, *args: object) -> None:
+        if instruction_id != 2:
+            await original(self, instruction_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PipelineRunner, "_finish", forgetful)
+    with pytest.raises(LMError, match=r"^1 kept instructions are still unfinished$"):
+        _run(tmp_path / "run", fake_server.base_url)
+
+
 def test_random_faults_never_end_a_run_with_data_missing(
     tmp_path: Path, fake_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
