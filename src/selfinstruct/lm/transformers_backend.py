@@ -133,7 +133,7 @@ def _continuous_penalties(presence: float, frequency: float, slots: int, vocab: 
             return torch.tensor(args, dtype=torch.int32)
 
         def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
-            raise TypeError("ContinuousPenalties needs the input ids: use it through _PenaltyProcessorList")
+            raise TypeError("ContinuousPenalties needs the input ids: use it through _with_penalties")
 
         def apply(
             self, input_ids: torch.Tensor, scores: torch.Tensor, tensor_arg: torch.Tensor
