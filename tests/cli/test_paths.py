@@ -345,8 +345,9 @@ def test_review_serves_on_the_printed_url_and_ctrl_c_exits_130(tmp_path: Path) -
         assert not url.endswith(":0/")
         assert httpx.get(url, timeout=30, follow_redirects=True).status_code == 200
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        _, rest = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130
+    assert [line for line in rest.splitlines() if line.strip()] == ["Interrupted."], rest

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -198,7 +201,8 @@ def instances(
 def prepare(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output JSONL \\[default: RUN_DIR/export/finetune.jsonl]")
+        Path | None,
+        typer.Option("--out", "-o", help="Output JSONL \\[default: RUN_DIR/export/finetune.jsonl]"),
     ] = None,
     seeds: Annotated[
         bool, typer.Option("--seeds/--no-seeds", help="Include the seed tasks' instances.")
@@ -223,7 +227,8 @@ def prepare(
         int | None,
         typer.Option(
             "--seed",
-            help="Seed of the sampling, templates and shuffle \\[default: the run's seed; the paper used 123]",
+            help="Seed of the sampling, templates and shuffle "
+            "\\[default: the run's seed; the paper used 123]",
         ),
     ] = None,
 ) -> None:
@@ -315,6 +320,37 @@ def run() -> None:
     sys.exit(_main())
 
 
+def _click_command() -> Any:
+    """The app as a click command whose every command says "Interrupted." on Ctrl-C (typer alone turns
+    a KeyboardInterrupt into a silent exit 130). Commands that hold a run catch it first, with their own
+    line on how to resume."""
+    command = typer.main.get_command(app)
+    _say_when_interrupted(command)
+    return command
+
+
+def _say_when_interrupted(command: Any) -> None:
+    # Duck-typed: typer builds on its own copy of click's classes.
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict):
+        for sub in subcommands.values():
+            _say_when_interrupted(sub)
+    elif getattr(command, "callback", None) is not None:
+        command.callback = _interruptible(command.callback)
+
+
+def _interruptible(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            _say("Interrupted.", "yellow")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
 def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"error: {message}\n")  # one line, never wrapped
     return code
@@ -329,7 +365,7 @@ def _main() -> int:
     try:
         # Standalone mode off: our handlers below see the exceptions. click then *returns* the code of a
         # `typer.Exit` instead of exiting with it, so the return value is the exit code.
-        code = app(standalone_mode=False)
+        code = _click_command().main(standalone_mode=False)
     except CommandError as err:
         return _fail(str(err), err.exit_code)
     except LMError as err:
