@@ -52,6 +52,14 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
         resolve_settings(None, bad)
 
 
+def test_a_url_with_a_password_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    url = "http://user:s3cret@127.0.0.1:9/v1"
+    with pytest.raises(UserError, match=r"generate\.base-url: a URL with credentials") as err:
+        open_loop(tmp_path / "loop", None, None, {"generate": {"backend": "openai", "base-url": [url]}})
+    assert "s3cret" not in str(err.value)
+    assert not (tmp_path / "loop").exists()
+
+
 def test_plan_of_the_embedded_default(tmp_path: Path) -> None:
     settings = resolve_settings(None, None, {"superni": {"tasks": "/data/superni"}})
     steps = build_plan(settings, tmp_path)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.lm.credentials import split_credentials
 
 Preset = Literal["cpu", "paper"]
 TunedRuntime = Literal["auto", "embedded", "transformers"]
@@ -125,12 +126,29 @@ def resolve_settings(
     values = _merge(values, {k: v for k, v in from_yaml.items() if k != "preset"})
     values = _merge(values, overrides or {})
     try:
-        return ReproduceSettings(**values)
+        settings = ReproduceSettings(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         source = f" ({config})" if config is not None else ""
         raise UserError(f"reproduce setting {where}: {first['msg']}{source}") from None
+    _refuse_url_credentials(settings)
+    return settings
+
+
+def _refuse_url_credentials(settings: ReproduceSettings) -> None:
+    """The loop stores its commands (steps/, reproduce.yaml) and passes them on command lines, so a URL
+    carrying a password would be written down: refuse it; keys travel through the environment."""
+    for section, values in settings.model_dump().items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and "://" in item and split_credentials(item)[1] is not None:
+                    raise UserError(
+                        f"reproduce setting {section}.{key}: a URL with credentials; the loop writes its "
+                        "commands down, so give the key through OPENAI_API_KEY or --api-key-env instead"
+                    )
 
 
 def to_flags(values: Mapping[str, Any]) -> list[str]:
