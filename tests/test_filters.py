@@ -72,3 +72,49 @@ def test_conflicting_outputs_void_the_task() -> None:
     assert [v.verdict for v in verdicts] == ["conflicting_outputs"] * 3
     # Empty inputs with different outputs are fine (input-free tasks have many outputs).
     assert [v.verdict for v in filter_instances(_instances(("", "one"), ("", "two")))] == ["kept", "kept"]
+
+
+def test_the_one_list_of_verdicts_is_exactly_what_the_pipeline_produces() -> None:
+    """filters.CANDIDATE_VERDICTS / INSTANCE_VERDICTS (read by the summary, the report and the review page)
+    name every verdict the stages store, in the order they apply, and no verdict that nothing produces."""
+    from selfinstruct.config import RunSettings
+    from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS, KEPT
+    from selfinstruct.novelty import NoveltyIndex
+    from selfinstruct.pipeline.instances import InstanceGenerator
+    from selfinstruct.pipeline.instructions import InstructionProcessor
+    from selfinstruct.seeds.loader import default_seed_path, load_seed_tasks
+
+    settings = RunSettings()
+    processor = InstructionProcessor(settings, NoveltyIndex())
+    items = [
+        "Name three fruits",
+        " ".join(["word"] * 151),
+        "Describe the image shown below in detail.",
+        "Write a program that reverses a string.",
+        '"Quote" the following sentence exactly please.',
+        "Élan is a word; use it in a sentence please.",
+        "Name three tropical fruits that grow in Asia.",
+        "Name three tropical fruits that grow in Asia!",  # a near-duplicate of the one before
+    ]
+    reply = " " + "\n".join(f"{n}. {text}" for n, text in enumerate(items, start=9))[3:]
+    records, _ = processor.process(reply, "stop", 9)
+    cut, _ = processor.process(" Summarize the history of the printing press in detail.", "length", 9)
+    # The parser never yields an empty item, so `empty` comes from the filter alone (a guard for callers).
+    empty = processor.filter.check("")
+    produced = [r.verdict for r in (*cut, empty, *records)]
+    assert [v for v in produced if v != KEPT] == list(CANDIDATE_VERDICTS)
+
+    generator = InstanceGenerator(settings, load_seed_tasks(default_seed_path()))
+    replies = [
+        "Example 1\nInput: a\nOutput: b\nExample 2\nInput: c\nOutput:\nExample 3\nInput: d\nOutput: d\n"
+        "Example 4\nInput: e:\nOutput: f\nExample 5\nInput: a\nOutput: b\nExample 6\nInput: x\nOutput: y",
+        "Example 1\nInput: same\nOutput: one\nExample 2\nInput: same\nOutput: two",
+        "".join(f"Example {i}\nInput: in {i}\nOutput: out {i}\n" for i in range(1, 8)),
+    ]
+    verdicts = [
+        r.verdict
+        for n, (reply, finish) in enumerate(zip(replies, ("length", "stop", "stop"), strict=True))
+        for r in generator.process(n, reply, finish, False)
+    ]
+    dropped = [v for v in verdicts if v != KEPT]
+    assert sorted(set(dropped), key=INSTANCE_VERDICTS.index) == list(INSTANCE_VERDICTS)

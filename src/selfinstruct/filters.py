@@ -13,6 +13,31 @@ from selfinstruct.parse import ParsedInstance
 
 KEPT = "kept"
 
+# Every verdict the pipeline stores besides KEPT, in the order its checks run. The end-of-run summary, the
+# data report's funnel and the review page list verdicts in this order (docs/pipeline.md, "Verdicts").
+# Stage 1: a reply cut by max_tokens, then InstructionFilter's checks, then novelty against the pool.
+CANDIDATE_VERDICTS = (
+    "truncated",
+    "empty",
+    "too_short",
+    "too_long",
+    "blacklist",
+    "bad_prefix",
+    "punctuation_start",
+    "non_ascii_start",
+    "novelty",
+)
+# Stage 3: filter_instances' checks, then the cap of `max_instances` per task.
+INSTANCE_VERDICTS = (
+    "truncated",
+    "empty_output",
+    "input_equals_output",
+    "ends_with_colon",
+    "conflicting_outputs",
+    "duplicate",
+    "over_limit",
+)
+
 
 @dataclass(frozen=True)
 class Verdict:

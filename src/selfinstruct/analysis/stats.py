@@ -7,31 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from selfinstruct.analysis.sources import GeneratedTask
+from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS
 from selfinstruct.novelty import NoveltyIndex
 
 # The order the pipeline applies its filters in, so the funnel reads top to bottom; unknown verdicts follow.
-CANDIDATE_FILTER_ORDER = (
-    "empty",
-    "too_short",
-    "too_long",
-    "blacklist",
-    "bad_prefix",
-    "write_a_program",
-    "punctuation_start",
-    "non_ascii_start",
-    "bad_start",
-    "novelty",
-    "truncated",
-)
-INSTANCE_FILTER_ORDER = (
-    "truncated",
-    "empty_output",
-    "input_equals_output",
-    "ends_with_colon",
-    "conflicting_outputs",
-    "duplicate",
-    "over_limit",
-)
+CANDIDATE_FILTER_ORDER = CANDIDATE_VERDICTS
+INSTANCE_FILTER_ORDER = INSTANCE_VERDICTS
 
 
 def word_count(text: str) -> int:

@@ -110,9 +110,8 @@ def _print_summary(summary: Any) -> None:
         "classification tasks / classified", f"{summary.classification}/{summary.classified}{share}"
     )
     other.add_row("instances kept / parsed", f"{summary.instances_kept}/{summary.instances}")
-    for verdict, n in sorted(summary.instance_verdicts.items()):
-        if verdict != "kept":
-            other.add_row(f"instances dropped: {verdict}", str(n))
+    for verdict, n in summary.instance_drops():
+        other.add_row(f"instances dropped: {verdict}", str(n))
     for row in summary.usage:
         other.add_row(*usage_line(row))
     other.add_row("wall time (s)", f"{summary.wall_seconds}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS, KEPT
 from selfinstruct.store import RunStore
 
 
@@ -30,23 +31,19 @@ class RunSummary:
     def acceptance_rows(self) -> list[tuple[str, int, str]]:
         """(stage/filter, count, share of candidates) in the filters' order."""
         total = max(self.candidates, 1)
-        order = [
-            "truncated",
-            "empty",
-            "too_short",
-            "too_long",
-            "blacklist",
-            "bad_prefix",
-            "punctuation_start",
-            "non_ascii_start",
-            "novelty",
-        ]
+        order = list(CANDIDATE_VERDICTS)
         rows = [("candidates", self.candidates, "100.0%")]
-        for name in order + sorted(set(self.candidate_verdicts) - set(order) - {"kept"}):
+        for name in order + sorted(set(self.candidate_verdicts) - set(order) - {KEPT}):
             n = self.candidate_verdicts.get(name, 0)
             rows.append((f"dropped: {name}", n, f"{100 * n / total:.1f}%"))
         rows.append(("kept", self.kept, f"{100 * self.kept / total:.1f}%"))
         return rows
+
+    def instance_drops(self) -> list[tuple[str, int]]:
+        """(verdict, count) of the dropped instances, in the order stage 3 applies its filters."""
+        present = [v for v in INSTANCE_VERDICTS if v in self.instance_verdicts]
+        others = sorted(set(self.instance_verdicts) - set(INSTANCE_VERDICTS) - {KEPT})
+        return [(v, self.instance_verdicts[v]) for v in (*present, *others)]
 
 
 def usage_line(row: dict[str, object]) -> tuple[str, str]:
@@ -97,11 +94,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| instances parsed | {summary.instances} |",
         f"| instances kept | {summary.instances_kept} |",
     ]
-    lines += [
-        f"| instances dropped: {k} | {v} |"
-        for k, v in sorted(summary.instance_verdicts.items())
-        if k != "kept"
-    ]
+    lines += [f"| instances dropped: {k} | {v} |" for k, v in summary.instance_drops()]
     for rows in (summary.usage, summary.endpoints):
         if rows:
             keys = list(rows[0])
