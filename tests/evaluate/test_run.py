@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct.cli.eval import _public_url, parse_judge_spec
+from selfinstruct.cli.eval import parse_judge_spec
 from selfinstruct.evaluate.report import ItemRecord, JudgeRecord, ModelInfo, load_report, write_report
 from selfinstruct.evaluate.run import GenerationOptions, build_report, postprocess_prediction
+from selfinstruct.evaluate.session import public_url
 
 
 @pytest.mark.parametrize(
@@ -79,8 +80,8 @@ def test_report_aggregates_round_trips_and_escapes(tmp_path: Path) -> None:
 
 
 def test_cli_helpers_keep_secrets_out_and_read_judge_specs() -> None:
-    assert _public_url("https://user:secret@host:8443/v1") == "https://host:8443/v1"
-    assert _public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+    assert public_url("https://user:secret@host:8443/v1") == "https://host:8443/v1"
+    assert public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
     assert parse_judge_spec("openai/gpt-4o-mini") == ("openai", "gpt-4o-mini")
     assert parse_judge_spec("transformers/Qwen/Qwen2.5-7B-Instruct") == (
         "transformers",

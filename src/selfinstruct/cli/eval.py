@@ -1,45 +1,23 @@
-"""`selfinstruct eval ...`: SuperNI ROUGE-L, seed-format tasks with an optional LLM judge, comparisons."""
+"""`selfinstruct eval ...`: SuperNI ROUGE-L, seed-format tasks with an optional LLM judge, comparisons.
+
+The commands parse their flags into an `EvalConfig` and call `evaluate.session.run_evaluation`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from selfinstruct.errors import UserError
-from selfinstruct.evaluate.items import EvalItem
-from selfinstruct.evaluate.predictions import PredictionSet, load_predictions
-from selfinstruct.evaluate.report import (
-    EvalReport,
-    ModelInfo,
-    check_report_paths,
-    load_report,
-    render_markdown,
-    write_report,
-)
-from selfinstruct.evaluate.run import (
-    DEFAULT_MAX_NEW_TOKENS,
-    GenerationOptions,
-    build_report,
-    generate_records,
-    given_records,
-    judge_records,
-)
-from selfinstruct.evaluate.superni import load_superni_tasks, superni_items
-from selfinstruct.evaluate.tasks import load_task_file, resolve_task_source, task_items, task_label
-from selfinstruct.evaluate.template import parse_template
-from selfinstruct.lm import eventloop
-from selfinstruct.lm.base import LMError
+from selfinstruct.evaluate.report import check_report_paths, load_report
+from selfinstruct.evaluate.run import DEFAULT_MAX_NEW_TOKENS, POSTPROCESS_CHOICES, GenerationOptions
+from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
 from selfinstruct.lm.settings import LMSettings
 from selfinstruct.paths import atomic_write
 
@@ -52,9 +30,6 @@ eval_app = typer.Typer(
 
 LM_PANEL = "LM backend"
 JUDGE_PANEL = "LLM judge"
-SUPERNI_FIELDS = frozenset({"definition", "instruction", "input", "task", "category", "examples"})
-TASK_FIELDS = frozenset({"instruction", "definition", "input", "task", "category"})
-CACHE_NAME = "eval_cache.sqlite"
 BACKENDS = ("embedded", "openai", "transformers")
 
 # Options shared by `superni` and `tasks` (typer reads them from the annotations).
@@ -216,21 +191,6 @@ def lm_settings(
         raise UserError(f"--{field}: {first['msg']}") from exc
 
 
-def _public_url(url: str) -> str:
-    """An endpoint URL without any user:password part, for reports."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
-
-
-def model_info(settings: LMSettings) -> ModelInfo:
-    urls = [_public_url(u) for u in settings.base_url] if settings.backend == "openai" else []
-    return ModelInfo(backend=settings.backend, model=settings.model, api=settings.api, base_url=urls)
-
-
 def parse_judge_spec(spec: str) -> tuple[str, str]:
     """`BACKEND/MODEL` (`openai/gpt-4o-mini`, `transformers/Qwen/Qwen2.5-7B-Instruct`) or a bare model name,
     which means an OpenAI-compatible server."""
@@ -246,147 +206,14 @@ def _unescape(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v.replace("\\n", "\n").replace("\\t", "\t") for v in values or [])
 
 
-class _Progress:
-    """A progress bar fed by the LM client's events: finished, cached and failed requests count."""
-
-    def __init__(self, console: Console, enabled: bool) -> None:
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("cached {task.fields[cached]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not enabled,
-        )
-        self.tasks: dict[str, TaskID] = {}
-        self.cached: dict[str, int] = {}
-
-    def stage(self, name: str, total: int) -> None:
-        self.tasks[name] = self.bar.add_task(name, total=total, cached=0)
-        self.cached[name] = 0
-
-    def __call__(self, event: Any) -> None:
-        task = self.tasks.get(event.stage)
-        if task is None or event.kind not in ("finished", "cached", "failed"):
-            return
-        if event.kind == "cached":
-            self.cached[event.stage] += 1
-        self.bar.update(task, advance=1, cached=self.cached[event.stage])
-
-
-def _open_cache(path: Path) -> Any:
-    from selfinstruct.lm.cache import SQLiteResponseCache
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteResponseCache(path)
-
-
-async def _evaluate(
-    items: list[EvalItem],
-    settings: LMSettings | None,
-    options: GenerationOptions,
-    cache_path: Path,
-    judge_settings: LMSettings | None,
-    progress: _Progress,
-    given: PredictionSet | None = None,
-) -> tuple[list[Any], dict[str, dict[str, int]]]:
-    """Predictions (generated, or `given` ones scored as they are), then judgements, through LM clients
-    sharing one response cache; also returns the requests made per stage, sent and from the cache."""
-    from dataclasses import asdict
-
-    from selfinstruct.lm.factory import build_client
-
-    usage: dict[str, dict[str, int]] = {}
-    if given is not None:
-        records = given_records(items, given, options.postprocess)
-    else:
-        assert settings is not None
-        cache = _open_cache(cache_path)
-        progress.stage("eval", len(items))
-        client = build_client(settings, cache=cache, progress=progress)
-        try:
-            records = await generate_records(client, items, options)
-        finally:
-            usage["eval"] = asdict(client.usage.stage("eval"))
-            await client.aclose()
-    if judge_settings is not None:
-        cache = _open_cache(cache_path)
-        progress.stage("judge", len(records))
-        judge = build_client(judge_settings, cache=cache, progress=progress)
-        try:
-            records = await judge_records(judge, records)
-        finally:
-            usage["judge"] = asdict(judge.usage.stage("judge"))
-            await judge.aclose()
-    return records, usage
-
-
-def _execute(
-    kind: Literal["superni", "tasks"],
-    items: list[EvalItem],
-    settings: LMSettings | None,
-    options: GenerationOptions,
-    out: Path,
-    cache: Path | None,
-    run_options: dict[str, object],
-    quiet: bool,
-    judge_settings: LMSettings | None = None,
-    given: PredictionSet | None = None,
-    group_by: str = "category",
-) -> EvalReport:
-    console = Console()
-    cache_path = cache or out.parent / CACHE_NAME
-    progress = _Progress(Console(stderr=True), enabled=not quiet)
-    context: AbstractContextManager[Any] = progress.bar if not quiet else nullcontext()
-    started = time.monotonic()
+def _evaluate(config: EvalConfig) -> None:
     try:
-        with context:
-            records, usage = eventloop.run(
-                _evaluate(items, settings, options, cache_path, judge_settings, progress, given)
-            )
-    except LMError as exc:
-        raise UserError(
-            f"LM request failed: {exc}. Replies received so far are cached in {cache_path}; rerun to resume."
-        ) from exc
+        run_evaluation(config)
     except KeyboardInterrupt:
         Console(stderr=True).print(
-            f"Interrupted. Replies received so far are cached in {cache_path}; rerun to resume."
+            f"Interrupted. Replies received so far are cached in {config.cache_path}; rerun to resume."
         )
         raise typer.Exit(130) from None
-    if given is not None:
-        model = ModelInfo(backend="predictions", model=str(given.path), api="given")
-    else:
-        assert settings is not None
-        model = model_info(settings)
-    report = build_report(
-        kind,
-        records,
-        model,
-        run_options,
-        judge=model_info(judge_settings) if judge_settings else None,
-        group_by=group_by,
-    )
-    report.usage = usage
-    report.elapsed_s = round(time.monotonic() - started, 3)
-    markdown_path = write_report(report, out)
-    sent = ", ".join(
-        f"{stage}: {u['requests'] - u['cache_hits']} sent, {u['cache_hits']} cached"
-        for stage, u in usage.items()
-    )
-    done = f"Requests ({sent})"
-    if given is not None:
-        done = (
-            f"{len(items)} given predictions scored ({given.missing} missing scored as empty, "
-            f"{given.skipped} rows for other items skipped)" + (f"; requests ({sent})" if sent else "")
-        )
-    if quiet:
-        console.print(f"ROUGE-L {report.overall.rougeL:.2f}  exact match {report.overall.exact_match:.2f}")
-    else:
-        console.print(Markdown(render_markdown(report)))
-        console.print(f"{done} in {report.elapsed_s:.1f} s. Wrote {out} and {markdown_path}", markup=False)
-    return report
 
 
 def _user_errors(func: Callable[[], None]) -> None:
@@ -477,56 +304,30 @@ def superni_command(
                 device,
                 max_retries,
             )
-        check_report_paths(out, [predictions, cache or out.parent / CACHE_NAME])
-        options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
-        parsed = parse_template(template, SUPERNI_FIELDS) if template else None
-        loaded = load_superni_tasks(tasks, split_file=split, tasks_filter=tasks_filter)
-        items = superni_items(loaded, limit=limit, pos_examples=pos_examples, template=parsed)
-        given = None
-        if predictions is not None:
-            given = load_predictions(
-                predictions,
-                items,
-                task_names=[task.name for task in loaded],
-                line_order=False,
-                missing_as_empty=missing_as_empty,
-            )
-        run_options = _run_options(tasks, limit, tasks_filter, max_new_tokens, template, options, given)
-        run_options["pos_examples"] = pos_examples
-        _execute("superni", items, settings, options, out, cache, run_options, quiet, given=given)
+        config = EvalConfig(
+            "superni",
+            tasks,
+            out,
+            _generation_options(max_new_tokens, stop, postprocess, early_stop),
+            lm=settings,
+            limit=limit,
+            tasks_filter=tasks_filter,
+            template=template,
+            extra={"split": split, "pos_examples": pos_examples},
+            predictions=predictions,
+            missing_as_empty=missing_as_empty,
+            cache=cache,
+            quiet=quiet,
+        )
+        _evaluate(config)
 
     _user_errors(body)
-
-
-def _run_options(
-    tasks: Path,
-    limit: int | None,
-    tasks_filter: str | None,
-    max_new_tokens: int,
-    template: str | None,
-    options: GenerationOptions,
-    given: PredictionSet | None,
-) -> dict[str, object]:
-    """The settings a report records (`eval compare` warns when two reports differ in one); decoding
-    settings are left out for given predictions, which no decoding of ours made."""
-    generated = given is None
-    return {
-        "tasks": str(tasks),
-        "limit": limit,
-        "tasks_filter": tasks_filter,
-        "max_new_tokens": max_new_tokens if generated else None,
-        "template": template,
-        "stop": (list(options.stop_sequences()) or None) if generated else None,
-        "postprocess": options.postprocess,
-        "predictions": None if given is None else str(given.path),
-        "missing_as_empty": None if given is None or not given.missing else given.missing,
-    }
 
 
 def _generation_options(
     max_new_tokens: int, stop: list[str] | None, postprocess: str, early_stop: bool
 ) -> GenerationOptions:
-    if postprocess not in ("first-sentence", "first-line", "strip"):
+    if postprocess not in POSTPROCESS_CHOICES:
         raise UserError(f"--postprocess: expected first-sentence, first-line or strip, got {postprocess!r}")
     options = GenerationOptions(
         max_new_tokens=max_new_tokens,
@@ -665,35 +466,22 @@ def tasks_command(
                 device,
                 max_retries,
             )
-        options = _generation_options(max_new_tokens, stop, postprocess, early_stop)
-        parsed = parse_template(template, TASK_FIELDS) if template else None
-        check_report_paths(out, [predictions, resolve_task_source(tasks), cache or out.parent / CACHE_NAME])
-        loaded = load_task_file(tasks)
-        items = task_items(loaded, limit=limit, tasks_filter=tasks_filter, template=parsed)
-        given = None
-        if predictions is not None:
-            given = load_predictions(
-                predictions,
-                items,
-                task_names=[task_label(entry.task, index) for index, entry in enumerate(loaded)],
-                line_order=True,
-                missing_as_empty=missing_as_empty,
-            )
-        run_options = _run_options(tasks, limit, tasks_filter, max_new_tokens, template, options, given)
-        group_by = "motivation_app" if any(entry.group for entry in loaded) else "category"
-        _execute(
+        config = EvalConfig(
             "tasks",
-            items,
-            settings,
-            options,
+            tasks,
             out,
-            cache,
-            run_options,
-            quiet,
-            judge_settings,
-            given=given,
-            group_by=group_by,
+            _generation_options(max_new_tokens, stop, postprocess, early_stop),
+            lm=settings,
+            judge=judge_settings,
+            limit=limit,
+            tasks_filter=tasks_filter,
+            template=template,
+            predictions=predictions,
+            missing_as_empty=missing_as_empty,
+            cache=cache,
+            quiet=quiet,
         )
+        _evaluate(config)
 
     _user_errors(body)
 

@@ -9,31 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.judge import RATINGS, Rating, rating_counts
+from selfinstruct.evaluate.registry import EVALUATIONS, get_evaluation
 from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
 
 SCHEMA_VERSION = 1
 METRICS: tuple[str, ...] = ("rougeL", "exact_match")
-# SuperNI reports exact match for its classification-like test categories and ROUGE-L for the others.
-SUPERNI_CATEGORY_METRIC: dict[str, str] = {
-    "Textual Entailment": "exact_match",
-    "Cause Effect Classification": "exact_match",
-    "Coreference Resolution": "exact_match",
-    "Dialogue Act Recognition": "exact_match",
-    "Answerability Classification": "exact_match",
-    "Word Analogy": "exact_match",
-    "Overlap Extraction": "rougeL",
-    "Keyword Tagging": "rougeL",
-    "Question Rewriting": "rougeL",
-    "Title Generation": "rougeL",
-    "Data to Text": "rougeL",
-    "Grammar Error Correction": "rougeL",
-}
 
 
 class JudgeRecord(BaseModel):
@@ -79,7 +64,7 @@ class EvalReport(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     schema_version: int = SCHEMA_VERSION
-    kind: Literal["superni", "tasks"]
+    kind: str = Field(description="The evaluation that made it (a name in `registry.EVALUATIONS`).")
     created: str
     model: ModelInfo
     judge: ModelInfo | None = None
@@ -97,6 +82,13 @@ class EvalReport(BaseModel):
         default_factory=dict, description="Per stage: requests, cache hits, tokens, errors, retries."
     )
     elapsed_s: float | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in EVALUATIONS:
+            raise ValueError(f"unknown evaluation {value!r} (known: {', '.join(EVALUATIONS)})")
+        return value
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -196,7 +188,7 @@ def _model_label(info: ModelInfo) -> str:
 
 
 def render_markdown(report: EvalReport) -> str:
-    title = "SuperNI evaluation" if report.kind == "superni" else "Task-file evaluation"
+    title = get_evaluation(report.kind).title
     overall = report.overall
     lines = [
         f"# {title}",
@@ -247,9 +239,10 @@ def _category_table(report: EvalReport) -> list[str]:
     with_ratings = any(category.ratings for category in report.per_category)
     if with_ratings:
         header += [f"{r} %" for r in RATINGS]
-    official = report.kind == "superni"
+    evaluation = get_evaluation(report.kind)
+    official = evaluation.category_metric
     if official:
-        header.append("SuperNI metric")
+        header.append(evaluation.metric_column)
     rows = []
     for category in report.per_category:
         row = [md_escape(category.name), str(category.n), _fmt(category.rougeL), _fmt(category.exact_match)]
@@ -257,7 +250,7 @@ def _category_table(report: EvalReport) -> list[str]:
             shares = rating_shares(category.ratings or {})
             row += [_fmt(shares.get(r, 0.0)) for r in RATINGS]
         if official:
-            metric = SUPERNI_CATEGORY_METRIC.get(category.name)
+            metric = official.get(category.name)
             row.append(f"{metric} {_fmt(getattr(category, metric))}" if metric else "-")
         rows.append(row)
     return _table(header, rows)

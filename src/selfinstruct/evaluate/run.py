@@ -153,7 +153,7 @@ async def judge_records(
 
 
 def build_report(
-    kind: Literal["superni", "tasks"],
+    kind: str,
     records: Sequence[ItemRecord],
     model: ModelInfo,
     options: dict[str, object],

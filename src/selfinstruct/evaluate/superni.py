@@ -15,10 +15,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.errors import InputFileError, UserError
-from selfinstruct.evaluate.items import EvalItem
+from selfinstruct.evaluate.items import EvalItem, ItemSet, ItemSpec
 from selfinstruct.evaluate.template import PromptTemplate
 
 SPLIT_FILE = "test_tasks.txt"
+# The fields a user's --template may use.
+TEMPLATE_FIELDS = frozenset({"definition", "instruction", "input", "task", "category", "examples"})
+# SuperNI reports exact match for its classification-like test categories and ROUGE-L for the others.
+CATEGORY_METRIC: dict[str, str] = {
+    "Textual Entailment": "exact_match",
+    "Cause Effect Classification": "exact_match",
+    "Coreference Resolution": "exact_match",
+    "Dialogue Act Recognition": "exact_match",
+    "Answerability Classification": "exact_match",
+    "Word Analogy": "exact_match",
+    "Overlap Extraction": "rougeL",
+    "Keyword Tagging": "rougeL",
+    "Question Rewriting": "rougeL",
+    "Title Generation": "rougeL",
+    "Data to Text": "rougeL",
+    "Grammar Error Correction": "rougeL",
+}
 
 
 @dataclass(frozen=True)
@@ -271,3 +288,12 @@ def superni_items(
                 )
             )
     return items
+
+
+def load_items(spec: ItemSpec) -> ItemSet:
+    """The `superni` evaluation's items: `spec.extra` may give `split` (a split file) and `pos_examples`."""
+    split = spec.extra.get("split")
+    pos_examples = int(spec.extra.get("pos_examples", 0))
+    tasks = load_superni_tasks(spec.source, split_file=split, tasks_filter=spec.tasks_filter)
+    items = superni_items(tasks, limit=spec.limit, pos_examples=pos_examples, template=spec.template)
+    return ItemSet(items, [task.name for task in tasks], options={"pos_examples": pos_examples})

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.errors import InputFileError, UserError
-from selfinstruct.evaluate.items import EvalItem
+from selfinstruct.evaluate.items import EvalItem, ItemSet, ItemSpec
 from selfinstruct.evaluate.superni import matches_filter
 from selfinstruct.evaluate.template import PromptTemplate
 from selfinstruct.evaluate.user_oriented import builtin_eval_sets
 from selfinstruct.jsonl import read_jsonl
 from selfinstruct.records import Task
 from selfinstruct.seeds import resolve_seed_source, task_from_record
+
+# The fields a user's --template may use.
+TEMPLATE_FIELDS = frozenset({"instruction", "definition", "input", "task", "category"})
 
 
 @dataclass(frozen=True)
@@ -125,3 +128,18 @@ def task_items(
     if not items:
         raise UserError("no task matches" + (f" {tasks_filter!r}" if tasks_filter else ""))
     return items
+
+
+def source_files(spec: ItemSpec) -> list[Path]:
+    """The task file an evaluation reads (a report written over it would destroy it)."""
+    return [resolve_task_source(spec.source)]
+
+
+def load_items(spec: ItemSpec) -> ItemSet:
+    """The `tasks` evaluation's items; a file giving `motivation_app` (the user-oriented set) is grouped
+    by it. Given predictions may follow the file's order (the paper's prediction files have no id)."""
+    loaded = load_task_file(spec.source)
+    items = task_items(loaded, limit=spec.limit, tasks_filter=spec.tasks_filter, template=spec.template)
+    names = [task_label(entry.task, index) for index, entry in enumerate(loaded)]
+    group_by = "motivation_app" if any(entry.group for entry in loaded) else "category"
+    return ItemSet(items, names, line_order=True, group_by=group_by)
