@@ -1,7 +1,8 @@
-"""The one interface every language-model backend implements.
+"""The one interface every language-model backend implements, and the pieces backends share.
 
 Prompts are plain text built once by `selfinstruct.prompts`; a backend only turns a prompt and decoding
-settings into a completion. Chat-style backends wrap the same text as a single user message.
+settings into a completion. Chat-style backends wrap the same text as a single user message. Backends sit
+side by side: each imports from here (and `settings`), never from another backend or from the client.
 """
 
 from __future__ import annotations
@@ -53,6 +54,26 @@ class Request:
     metadata: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
 
+@dataclass(frozen=True)
+class EndpointStats:
+    """Traffic of one endpoint (or of the one in-process model) for the end-of-run table."""
+
+    endpoint: str
+    requests: int
+    errors: int
+    mean_latency: float  # seconds, over successful requests
+    outstanding: int = 0
+
+
+def apply_stops(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
+    """Cut `text` at the earliest stop sequence. Returns (text, whether it was cut). Backends whose engine
+    honours fewer stops than asked (the OpenAI API takes four) apply the rest with this."""
+    positions = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    if not positions:
+        return text, False
+    return text[: min(positions)], True
+
+
 class LMError(RuntimeError):
     """A request failed for good (after retries), or the backend cannot be used."""
 
@@ -73,7 +94,12 @@ class BadReplyError(RetryableLMError):
 
 @runtime_checkable
 class LM(Protocol):
-    """A backend. `identity` names backend+model+mode for the response cache key."""
+    """A backend. `identity` names backend+model+mode for the response cache key. `local` is True for a
+    model running in this process: its worker thread cannot be cancelled, so the client applies no
+    network timeout to it (a timeout would only pile work up) and accepts an empty reply at once.
+    Errors: `LMError` for good, `RetryableLMError` (with its `retry_after`) for a transient failure."""
+
+    local: bool
 
     @property
     def identity(self) -> str: ...
@@ -81,6 +107,14 @@ class LM(Protocol):
     async def complete(self, prompt: str, decoding: Decoding) -> Completion: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsEndpoints(Protocol):
+    """An optional capability of a backend that spreads requests over endpoints and counts them itself;
+    for any other backend the client reports its own counts as one endpoint."""
+
+    def endpoint_stats(self) -> list[EndpointStats]: ...
 
 
 def cache_key(identity: str, prompt: str, decoding: Decoding) -> str:

@@ -15,7 +15,9 @@ from selfinstruct.lm.base import (
     LM,
     BadReplyError,
     Completion,
+    EndpointStats,
     LMError,
+    ReportsEndpoints,
     Request,
     RetryableLMError,
     cache_key,
@@ -85,15 +87,6 @@ class ClientEvent:
     error: str = ""
 
 
-@dataclass(frozen=True)
-class EndpointStats:
-    endpoint: str
-    requests: int
-    errors: int
-    mean_latency: float  # seconds, over successful requests
-    outstanding: int = 0
-
-
 class EmptyReplyError(BadReplyError):
     """A remote endpoint answered with empty text; retried a few times before it is accepted as is."""
 
@@ -141,7 +134,7 @@ class LMClient:
         self._rpm = AsyncTokenBucket(s) if (s := self.settings.requests_per_minute) else None
         self._tpm = AsyncTokenBucket(s) if (s := self.settings.tokens_per_minute) else None
         # Local backends run in a worker thread that cannot be cancelled: a timeout would only pile up work.
-        self._local = bool(getattr(lm, "local", False))
+        self._local = bool(lm.local)
         self._own = {"requests": 0, "errors": 0, "latency": 0.0}
 
     @property
@@ -149,9 +142,8 @@ class LMClient:
         return self.lm.identity
 
     def endpoint_stats(self) -> list[EndpointStats]:
-        stats = getattr(self.lm, "endpoint_stats", None)
-        if callable(stats):
-            return list(stats())
+        if isinstance(self.lm, ReportsEndpoints):
+            return list(self.lm.endpoint_stats())
         done = self._own["requests"]
         mean = self._own["latency"] / done if done else 0.0
         return [EndpointStats(self.identity, int(done), int(self._own["errors"]), mean, self.in_flight)]
@@ -162,9 +154,9 @@ class LMClient:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(max(float(retry_after), 0.0), self.backoff_max)
+        # Only RetryableLMError is retried (see `complete`); its retry_after is the server's wish, if any.
+        if isinstance(exc, RetryableLMError) and exc.retry_after is not None:
+            return min(max(float(exc.retry_after), 0.0), self.backoff_max)
         return float(self._exponential(state))
 
     async def complete(self, request: Request) -> Completion:

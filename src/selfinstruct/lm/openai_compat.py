@@ -32,24 +32,17 @@ from selfinstruct.lm.base import (
     BadReplyError,
     Completion,
     Decoding,
+    EndpointStats,
     FinishReason,
     LMError,
     RetryableLMError,
+    apply_stops,
 )
-from selfinstruct.lm.client import EndpointStats
 from selfinstruct.lm.credentials import split_credentials
 from selfinstruct.lm.settings import LMSettings
 
 MAX_API_STOPS = 4  # the OpenAI API rejects more; the rest are applied here by truncation
 _RETRYABLE_4XX = {408, 409, 429}
-
-
-def apply_stops(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
-    """Cut `text` at the earliest stop sequence. Returns (text, whether it was cut)."""
-    positions = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    if not positions:
-        return text, False
-    return text[: min(positions)], True
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

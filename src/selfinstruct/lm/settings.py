@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The names of `lm.factory.BACKENDS`, the registry (a test holds the two equal; a Literal because pydantic
+# validates against it and the generated --backend flag lists its choices in --help).
 BackendName = Literal["embedded", "openai", "transformers"]
 
 

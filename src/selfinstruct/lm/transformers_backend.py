@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from selfinstruct.errors import UserError
-from selfinstruct.lm.base import Completion, Decoding, FinishReason, LMError
-from selfinstruct.lm.openai_compat import apply_stops
+from selfinstruct.lm.base import Completion, Decoding, FinishReason, LMError, apply_stops
 from selfinstruct.lm.settings import LMSettings
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}

@@ -1,0 +1,119 @@
+"""The backend registry: one list of names behind every --backend, each name builds its backend, an unknown
+name is a user error; and the capabilities the client reads off a backend are the declared ones."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import get_args
+
+import pytest
+from tests.conftest import SELFINSTRUCT
+
+from selfinstruct.cli.options import setting_flags
+from selfinstruct.errors import UserError
+from selfinstruct.lm.base import LM, Completion, Decoding, ReportsEndpoints, Request
+from selfinstruct.lm.client import LMClient
+from selfinstruct.lm.factory import BACKENDS, build_lm
+from selfinstruct.lm.llamacpp import LlamaCppLM
+from selfinstruct.lm.openai_compat import OpenAICompatLM
+from selfinstruct.lm.settings import BackendName, LMSettings
+from selfinstruct.lm.transformers_backend import TransformersLM
+
+
+def test_the_settings_choices_and_the_generated_flag_are_the_registry() -> None:
+    assert list(get_args(BackendName)) == list(BACKENDS)
+    [help_text] = [help_text for dotted, _, _, help_text, _ in setting_flags() if dotted == "lm.backend"]
+    assert f"One of: {', '.join(BACKENDS)}." in help_text
+
+
+def test_the_eval_commands_offer_the_registry() -> None:
+    from selfinstruct.cli import eval as eval_cli
+
+    assert tuple(eval_cli.BACKENDS) == tuple(BACKENDS)
+
+
+@pytest.mark.parametrize(
+    ("name", "backend_type"),
+    [("embedded", LlamaCppLM), ("openai", OpenAICompatLM), ("transformers", TransformersLM)],
+)
+def test_each_name_builds_its_backend_without_loading_a_model(name: str, backend_type: type) -> None:
+    lm = build_lm(LMSettings(backend=name, model="some-model"))  # type: ignore[arg-type]
+    assert type(lm) is backend_type and isinstance(lm, LM)
+    # Only the backend that spreads requests over endpoints reports them itself.
+    assert isinstance(lm, ReportsEndpoints) == (name == "openai")
+    assert lm.local == (name != "openai")
+
+
+def test_an_unknown_name_is_a_user_error_naming_the_choices() -> None:
+    # Validation keeps such a name out of LMSettings; an unvalidated copy must not fall through to a default.
+    settings = LMSettings.model_construct(backend="llamacpp")
+    with pytest.raises(UserError) as info:
+        build_lm(settings)
+    assert str(info.value) == (
+        "--backend: unknown backend 'llamacpp'; choose from embedded, openai, transformers"
+    )
+    assert info.value.exit_code == 2
+
+
+def test_an_unknown_backend_flag_is_one_line_with_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [*SELFINSTRUCT, "generate", "--out", str(out), "--backend", "llamacpp", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "backend" in line and all(name in line for name in BACKENDS)
+    assert not out.exists()
+
+
+class _EchoLM:
+    """A minimal in-process backend written against the protocol alone (what a new backend would be)."""
+
+    local = True
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = replies
+        self.calls = 0
+
+    @property
+    def identity(self) -> str:
+        return "echo:test:completion"
+
+    async def complete(self, prompt: str, decoding: Decoding) -> Completion:
+        self.calls += 1
+        return Completion(self.replies.pop(0), prompt_tokens=1, completion_tokens=1)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _ask(lm: _EchoLM, n: int) -> tuple[list[Completion], LMClient]:
+    client = LMClient(lm, LMSettings(), backoff_initial=0.01, backoff_max=0.05)
+    requests = [Request(f"p{i}", Decoding(max_tokens=4)) for i in range(n)]
+    return asyncio.run(client.complete_many(requests)), client
+
+
+def test_a_local_backend_without_endpoint_stats_is_counted_by_the_client() -> None:
+    lm = _EchoLM(["a", "b", "c"])
+    assert isinstance(lm, LM) and not isinstance(lm, ReportsEndpoints)
+    results, client = _ask(lm, 3)
+    assert sorted(r.text for r in results) == ["a", "b", "c"]
+    [stats] = client.endpoint_stats()
+    assert (stats.endpoint, stats.requests, stats.errors) == ("echo:test:completion", 3, 0)
+    assert stats.outstanding == 0
+
+
+def test_a_local_backends_empty_reply_is_accepted_at_once() -> None:
+    # A model in this process really answered nothing; asking again would waste its time.
+    lm = _EchoLM(["", "second"])
+    [result], client = _ask(lm, 1)
+    assert (result.text, lm.calls, client.usage.total.retries) == ("", 1, 0)
+    lm = _EchoLM(["", "second"])
+    lm.local = False  # the same reply from a remote endpoint is asked for again
+    [result], client = _ask(lm, 1)
+    assert (result.text, lm.calls, client.usage.total.retries) == ("second", 2, 1)
