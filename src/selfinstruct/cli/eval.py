@@ -18,6 +18,7 @@ from selfinstruct.errors import UserError
 from selfinstruct.evaluate.report import check_report_paths, load_report
 from selfinstruct.evaluate.run import DEFAULT_MAX_NEW_TOKENS, POSTPROCESS_CHOICES, GenerationOptions
 from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
+from selfinstruct.lm.factory import BACKENDS as BACKEND_REGISTRY
 from selfinstruct.lm.settings import LMSettings
 from selfinstruct.paths import atomic_write
 
@@ -30,7 +31,7 @@ eval_app = typer.Typer(
 
 LM_PANEL = "LM backend"
 JUDGE_PANEL = "LLM judge"
-BACKENDS = ("embedded", "openai", "transformers")
+BACKENDS = tuple(BACKEND_REGISTRY)  # the names a --judge BACKEND/MODEL spec may start with
 
 # Options shared by `superni` and `tasks` (typer reads them from the annotations).
 BackendOpt = Annotated[
