@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
 
-from selfinstruct.errors import UserError
+from selfinstruct.errors import CommandError, UserError
 from selfinstruct.evaluate.report import check_report_paths, load_report
 from selfinstruct.evaluate.run import DEFAULT_MAX_NEW_TOKENS, POSTPROCESS_CHOICES, GenerationOptions
 from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
@@ -218,10 +218,11 @@ def _evaluate(config: EvalConfig) -> None:
 
 
 def _user_errors(func: Callable[[], None]) -> None:
-    """Print a user mistake as one line and exit 2 (also when this sub-app runs on its own)."""
+    """Print a failure the user can act on as one line and exit with its code (2 for a mistake in the input,
+    1 for a runtime failure), also when this sub-app runs on its own."""
     try:
         func()
-    except UserError as exc:
+    except CommandError as exc:
         # soft_wrap: the message stays one line whatever the terminal width.
         Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from exc

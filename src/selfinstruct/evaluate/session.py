@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from selfinstruct.errors import UserError
+from selfinstruct.errors import CommandError
 from selfinstruct.evaluate.items import EvalItem, ItemSpec
 from selfinstruct.evaluate.predictions import PredictionSet, load_predictions
 from selfinstruct.evaluate.registry import get_evaluation
@@ -219,7 +219,8 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
                 )
             )
     except LMError as exc:
-        raise UserError(
+        # A runtime failure (the server, the network), not the user's mistake: exit 1, like `generate`.
+        raise CommandError(
             f"LM request failed: {exc}. Replies received so far are cached in {config.cache_path}; "
             "rerun to resume."
         ) from exc
