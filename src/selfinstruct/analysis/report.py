@@ -18,6 +18,7 @@ import jinja2
 from selfinstruct.analysis import plots, stats, verbs
 from selfinstruct.analysis.sources import AnalysisInput
 from selfinstruct.errors import UserError
+from selfinstruct.paths import atomic_write
 
 
 @dataclass(frozen=True)
@@ -163,13 +164,11 @@ def write_report(
     if figure_format not in plots.FORMATS:
         raise UserError(f"--figure-format must be one of {', '.join(plots.FORMATS)}, not {figure_format!r}")
     report = build_report(data, options, [figure_format] if figures_dir else [])
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.html, encoding="utf-8")
-        if figures_dir is not None:
-            figures_dir.mkdir(parents=True, exist_ok=True)
-            for fig in report.figures:
-                (figures_dir / f"{fig.key}.{figure_format}").write_bytes(fig.files[figure_format])
-    except OSError as exc:
-        raise UserError(f"cannot write the report: {exc}") from exc
+    # Each file whole or not at all; a failure of the disk is the machine's (exit 1), naming the path.
+    with atomic_write(out) as handle:
+        handle.write(report.html)
+    if figures_dir is not None:
+        for fig in report.figures:
+            with atomic_write(figures_dir / f"{fig.key}.{figure_format}", binary=True) as handle:
+                handle.write(fig.files[figure_format])
     return report
