@@ -10,21 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    ValidationError,
     field_serializer,
     model_validator,
 )
 
-from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.lm.base import Decoding
 from selfinstruct.lm.credentials import public_url
 from selfinstruct.lm.settings import LMSettings
+from selfinstruct.settings_io import resolve
 
 DEFAULT_BLACKLIST: tuple[str, ...] = (
     "image",
@@ -188,51 +186,6 @@ class RunSettings(BaseModel):
         )
 
 
-def _format_validation_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "settings"
-    return f"{where}: {first['msg']}"
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML config file; errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputFileError(path, None, f"cannot read config: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise InputFileError(path, line, problem) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputFileError(path, 1, "a config file must be a mapping of keys to values")
-    return data
-
-
-def _line_of_key(path: Path, key: str) -> int | None:
-    """Best effort: the line where a (possibly nested) key's last part is written."""
-    leaf = key.split(".")[-1]
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip().startswith(f"{leaf}:"):
-            return number
-    return None
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def resolve_settings(
     config_path: Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -241,26 +194,4 @@ def resolve_settings(
     """Defaults < `base` (e.g. a resumed run's saved settings) < YAML file < `overrides` (flags).
 
     `overrides` uses dotted keys ("generation.temperature") or top-level ones ("seed")."""
-    data: dict[str, Any] = dict(base or {})
-    if config_path is not None:
-        file_data = load_yaml(config_path)
-        data = _deep_merge(data, file_data)
-        try:
-            RunSettings.model_validate(data)
-        except ValidationError as err:
-            loc = ".".join(str(p) for p in err.errors()[0]["loc"])
-            raise InputFileError(
-                config_path, _line_of_key(config_path, loc), _format_validation_error(err)
-            ) from err
-    nested: dict[str, Any] = {}
-    for dotted, value in (overrides or {}).items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    data = _deep_merge(data, nested)
-    try:
-        return RunSettings.model_validate(data)
-    except ValidationError as err:
-        raise UserError(f"invalid option: {_format_validation_error(err)}") from err
+    return resolve(RunSettings, config_path, overrides, base=base)

@@ -3,7 +3,14 @@
 Heavy libraries (torch, transformers, trl, peft) are imported only when training starts.
 """
 
-from selfinstruct.finetune.config import FinetuneConfig, build_config, load_yaml_config
+from selfinstruct.finetune.config import FinetuneConfig, FinetuneSettings, build_config, load_yaml_config
 from selfinstruct.finetune.train import FinetuneSummary, run_finetune
 
-__all__ = ["FinetuneConfig", "FinetuneSummary", "build_config", "load_yaml_config", "run_finetune"]
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneSettings",
+    "FinetuneSummary",
+    "build_config",
+    "load_yaml_config",
+    "run_finetune",
+]

@@ -1,19 +1,21 @@
-"""Fine-tuning settings: one pydantic model, filled from defaults < YAML (`--config`) < command-line flags."""
+"""Fine-tuning settings: one pydantic model, filled from defaults < YAML (`--config`) < command-line flags
+(the rule and the errors of `selfinstruct.settings_io`, shared with the run settings)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.errors import UserError
+from selfinstruct.settings_io import load_yaml, resolve
 
 EMBEDDED_BASE = "embedded"
+SECTION = "finetune"  # the key a project-wide YAML file nests these settings under
 
 
-class FinetuneConfig(BaseModel):
+class FinetuneSettings(BaseModel):
     """Everything one fine-tuning run needs. Paths are optional here so that YAML may carry them too."""
 
     model_config = ConfigDict(extra="forbid")
@@ -72,7 +74,7 @@ class FinetuneConfig(BaseModel):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _lora_targets(self) -> FinetuneConfig:
+    def _lora_targets(self) -> FinetuneSettings:
         if not self.lora_target_modules:
             raise ValueError("lora_target_modules must name at least one module")
         return self
@@ -92,35 +94,17 @@ class FinetuneConfig(BaseModel):
         return self.data, self.out
 
 
+# The earlier name, kept for code and scripts that import it.
+FinetuneConfig = FinetuneSettings
+
+
 def load_yaml_config(path: Path | str) -> dict[str, Any]:
-    """Read a YAML mapping of FinetuneConfig fields (dashes or underscores in keys)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, None, "config file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise InputFileError(path, line, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InputFileError(path, None, "expected a mapping of settings at the top level")
-    # A config written for the whole project may nest our keys under "finetune".
-    if isinstance(raw.get("finetune"), dict):
-        raw = raw["finetune"]
-    return {str(k).replace("-", "_"): v for k, v in raw.items()}
+    """Read a YAML mapping of FinetuneSettings fields (dashes or underscores in keys); a config written
+    for the whole project may nest them under `finetune:`."""
+    return load_yaml(path, SECTION)
 
 
-def build_config(yaml_path: Path | str | None = None, **overrides: Any) -> FinetuneConfig:
+def build_config(yaml_path: Path | str | None = None, **overrides: Any) -> FinetuneSettings:
     """Defaults < YAML < overrides (None means "not given")."""
-    values: dict[str, Any] = load_yaml_config(yaml_path) if yaml_path is not None else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return FinetuneConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        source = f" (from {yaml_path})" if yaml_path is not None else ""
-        raise UserError(f"finetune setting {where}: {first['msg']}{source}") from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return resolve(FinetuneSettings, yaml_path, given, section=SECTION)
