@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -118,10 +119,7 @@ def export_run(
 
 
 def _paper_files(store: RunStore, out: Path, tasks: list[Task]) -> dict[str, tuple[Path, int]]:
-    rows = store.conn.execute(
-        "SELECT i.*, c.request_id FROM instructions i"
-        " JOIN candidates c ON c.id = i.candidate_id ORDER BY i.id"
-    ).fetchall()
+    rows = store.stored_instructions()
     written: dict[str, tuple[Path, int]] = {}
     path = out / "machine_generated_instructions.jsonl"
     written["machine_generated_instructions"] = (
@@ -130,11 +128,11 @@ def _paper_files(store: RunStore, out: Path, tasks: list[Task]) -> dict[str, tup
             path,
             (
                 {
-                    "instruction": r["instruction"],
-                    "most_similar": dict(json.loads(r["most_similar"])),
-                    "avg_similarity_score": r["avg_similarity"],
-                    "max_similarity_score": r["max_similarity"],
-                    "request_idx": r["request_id"],
+                    "instruction": r.instruction,
+                    "most_similar": dict(r.most_similar),
+                    "avg_similarity_score": r.avg_similarity,
+                    "max_similarity_score": r.max_similarity,
+                    "request_idx": r.request_id,
                 }
                 for r in rows
             ),
@@ -146,21 +144,13 @@ def _paper_files(store: RunStore, out: Path, tasks: list[Task]) -> dict[str, tup
         _write_jsonl(
             path,
             (
-                {"instruction": r["instruction"], "is_classification": r["clf_reply"]}
+                {"instruction": r.instruction, "is_classification": r.clf_reply}
                 for r in rows
-                if r["is_classification"] is not None
+                if r.is_classification is not None
             ),
         ),
     )
-    instances = store.conn.execute(
-        "SELECT instruction_id, input, output, verdict FROM instances ORDER BY instruction_id, position"
-    ).fetchall()
-    by_instruction: dict[int, list[dict[str, str]]] = {}
-    for r in instances:
-        if r["verdict"] == "kept":
-            by_instruction.setdefault(r["instruction_id"], []).append(
-                {"input": r["input"], "output": r["output"]}
-            )
+    by_instruction = store.kept_instances_by_instruction()
     path = out / "machine_generated_instances.jsonl"
     written["machine_generated_instances"] = (
         path,
@@ -168,18 +158,16 @@ def _paper_files(store: RunStore, out: Path, tasks: list[Task]) -> dict[str, tup
             path,
             (
                 {
-                    "instruction": r["instruction"],
-                    "is_classification": None
-                    if r["is_classification"] is None
-                    else bool(r["is_classification"]),
-                    "raw_instances": r["instances_reply"],
-                    "finish_reason": r["instances_finish"],
-                    "instances": by_instruction.get(r["id"], []),
-                    "most_similar": dict(json.loads(r["most_similar"])),
-                    "avg_similarity_score": r["avg_similarity"],
+                    "instruction": r.instruction,
+                    "is_classification": r.is_classification,
+                    "raw_instances": r.instances_reply,
+                    "finish_reason": r.instances_finish,
+                    "instances": [asdict(x) for x in by_instruction.get(r.id, ())],
+                    "most_similar": dict(r.most_similar),
+                    "avg_similarity_score": r.avg_similarity,
                 }
                 for r in rows
-                if r["instances_status"] == "done"
+                if r.instances_status == "done"
             ),
         ),
     )

@@ -50,3 +50,85 @@ class NoveltyVerdict:
     most_similar: tuple[SimilarInstruction, ...] = ()
     mean_score: float | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+
+# -- rows of the run store (`selfinstruct.store`) -------------------------------------------------------
+@dataclass(frozen=True)
+class GenRequestRow:
+    """A stage-1 request as stored: the instructions its prompt shows, the prompt, pending or done."""
+
+    id: int
+    prompt_instructions: list[str]
+    prompt: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """A candidate instruction parsed from a stage-1 reply, with its verdict ('kept' or the filter that
+    dropped it)."""
+
+    position: int
+    raw: str
+    instruction: str
+    verdict: str
+    detail: str | None = None
+    max_similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class KeptInfo:
+    """What the novelty filter says of a kept candidate: the pool's closest instructions, best first,
+    and the mean and max ROUGE-L against the pool."""
+
+    most_similar: tuple[SimilarInstruction, ...]
+    avg_similarity: float | None
+    max_similarity: float
+
+
+@dataclass(frozen=True)
+class KeptInstruction:
+    """A kept instruction (the generated part of the task pool) and how far stages 2 and 3 got with it."""
+
+    id: int
+    instruction: str
+    most_similar: tuple[SimilarInstruction, ...]
+    avg_similarity: float | None
+    max_similarity: float
+    is_classification: bool | None
+    instances_status: str  # pending | done
+
+
+@dataclass(frozen=True)
+class StoredInstruction(KeptInstruction):
+    """A kept instruction with the raw replies behind it, as the paper's files show it."""
+
+    request_id: int  # the stage-1 request that produced it
+    clf_reply: str | None
+    instances_reply: str | None
+    instances_finish: str | None
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """An instance parsed from a stage-3 reply, with its verdict ('kept' or the filter that dropped it)."""
+
+    position: int
+    input: str
+    output: str
+    verdict: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """How far a run got, counted in the store (the end-of-run table and the report read these)."""
+
+    gen_requests_done: int
+    gen_requests_truncated: int  # replies cut by max_tokens
+    kept: int
+    classified: int
+    classification: int
+    instructions_with_instances: int  # with at least one kept instance
+    candidate_verdicts: dict[str, int]
+    instance_verdicts: dict[str, int]

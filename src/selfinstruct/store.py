@@ -2,7 +2,11 @@
 
 Every pipeline step that changes state commits in one transaction together with the fact that the step is
 done, so a run killed at any moment resumes without losing or repeating work. LM requests and replies live
-in the `lm_cache` table of the same file (owned by `selfinstruct.lm.cache`).
+in the `lm_cache` table of the same file (owned by `selfinstruct.lm.cache`); the review page's ratings in
+tables of its own (owned by `selfinstruct.web.db`).
+
+This module owns the run tables' schema: every query on them is a named method here (`RunReader` reads,
+on any connection; `RunStore` also writes), and rows come back as the dataclasses of `selfinstruct.records`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,18 @@ from pathlib import Path
 
 from selfinstruct.errors import UserError
 from selfinstruct.paths import database_error, storage_error
-from selfinstruct.records import Instance, SimilarInstruction, Task
+from selfinstruct.records import (
+    CandidateRecord,
+    GenRequestRow,
+    Instance,
+    InstanceRecord,
+    KeptInfo,
+    KeptInstruction,
+    RunCounts,
+    SimilarInstruction,
+    StoredInstruction,
+    Task,
+)
 
 DB_NAME = "run.sqlite"
 SCHEMA_VERSION = 1
@@ -93,42 +108,37 @@ CREATE INDEX IF NOT EXISTS instances_verdict ON instances(verdict);
 """
 
 
-@dataclass(frozen=True)
-class GenRequestRow:
-    id: int
-    prompt_instructions: list[str]
-    prompt: str
-    status: str
+__all__ = [
+    "DB_NAME",
+    "CandidateFilter",
+    "CandidateRecord",
+    "InstanceRecord",
+    "KeptInfo",
+    "KeptInstruction",
+    "RunReader",
+    "RunStore",
+    "WalCheckpointer",
+]
 
 
 @dataclass(frozen=True)
-class KeptInstruction:
-    id: int
-    instruction: str
-    most_similar: tuple[SimilarInstruction, ...]
-    avg_similarity: float | None
-    max_similarity: float
-    is_classification: bool | None
-    instances_status: str
+class CandidateFilter:
+    """Which candidates the review page lists: text contained in the instruction, kept or dropped (or one
+    verdict), classification yes/no/unknown, and instructions with an instance of a given verdict."""
+
+    q: str = ""
+    status: str = "all"  # all | kept | dropped
+    verdict: str = ""  # a specific verdict, e.g. 'novelty'
+    clf: str = ""  # '' | yes | no | unknown
+    instance_verdict: str = ""  # instructions with at least one instance of this verdict
 
 
-@dataclass(frozen=True)
-class CandidateRecord:
-    position: int
-    raw: str
-    instruction: str
-    verdict: str
-    detail: str | None = None
-    max_similarity: float | None = None
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-@dataclass(frozen=True)
-class InstanceRecord:
-    position: int
-    input: str
-    output: str
-    verdict: str
-    detail: str | None = None
+def _opt_bool(value: object) -> bool | None:
+    return None if value is None else bool(value)
 
 
 class WalCheckpointer:
@@ -179,8 +189,273 @@ class WalCheckpointer:
             conn.close()
 
 
-class RunStore:
-    """Typed access to a run's database. One instance per process; not shared across threads."""
+class RunReader:
+    """Every read of the run tables, on one connection (with `sqlite3.Row` rows). `RunStore` is one; the
+    review page makes one per request on its own short-lived connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        conn.row_factory = sqlite3.Row
+        self.conn = conn
+
+    # -- meta and seeds --------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> object | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row["value"])
+
+    def has_seeds(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM seed_tasks LIMIT 1").fetchone() is not None
+
+    def seed_tasks(self) -> list[Task]:
+        rows = self.conn.execute("SELECT * FROM seed_tasks ORDER BY id").fetchall()
+        return [
+            Task(
+                instruction=r["instruction"],
+                instances=tuple(Instance(i["input"], i["output"]) for i in json.loads(r["instances"])),
+                is_classification=_opt_bool(r["is_classification"]),
+                id=r["seed_id"],
+                name=r["name"],
+            )
+            for r in rows
+        ]
+
+    # -- stage 1 ---------------------------------------------------------------------------------------
+    def pending_gen_requests(self) -> list[GenRequestRow]:
+        rows = self.conn.execute("SELECT * FROM gen_requests WHERE status = 'pending' ORDER BY id").fetchall()
+        return [
+            GenRequestRow(r["id"], json.loads(r["prompt_instructions"]), r["prompt"], r["status"])
+            for r in rows
+        ]
+
+    def next_gen_request_id(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(id), -1) + 1 AS n FROM gen_requests").fetchone()
+        return int(row["n"])
+
+    def kept_instructions(self) -> list[KeptInstruction]:
+        """Kept instructions in acceptance order."""
+        return [self._kept(r) for r in self.conn.execute("SELECT * FROM instructions ORDER BY id")]
+
+    def unfinished_instructions(self) -> list[KeptInstruction]:
+        """Kept instructions stage 2 or stage 3 has not finished (what a resumed run picks up)."""
+        rows = self.conn.execute(
+            "SELECT * FROM instructions WHERE is_classification IS NULL OR instances_status = 'pending'"
+            " ORDER BY id"
+        )
+        return [self._kept(r) for r in rows]
+
+    def count_unfinished(self, *, classify: bool, instances: bool) -> int:
+        """Kept instructions not yet classified (`classify`) or not yet given instances (`instances`)."""
+        conditions = [
+            condition
+            for asked, condition in (
+                (classify, "is_classification IS NULL"),
+                (instances, "instances_status = 'pending'"),
+            )
+            if asked
+        ]
+        if not conditions:
+            return 0
+        sql = "SELECT COUNT(*) FROM instructions WHERE " + " OR ".join(conditions)
+        return int(self.conn.execute(sql).fetchone()[0])
+
+    @staticmethod
+    def _kept(r: sqlite3.Row) -> KeptInstruction:
+        return KeptInstruction(
+            id=r["id"],
+            instruction=r["instruction"],
+            most_similar=tuple(SimilarInstruction(s, sc) for s, sc in json.loads(r["most_similar"])),
+            avg_similarity=r["avg_similarity"],
+            max_similarity=r["max_similarity"],
+            is_classification=_opt_bool(r["is_classification"]),
+            instances_status=r["instances_status"],
+        )
+
+    def stored_instructions(self) -> list[StoredInstruction]:
+        """Kept instructions with the stage-1 request and the raw replies behind them, in acceptance
+        order (the paper's files)."""
+        rows = self.conn.execute(
+            "SELECT i.*, c.request_id FROM instructions i JOIN candidates c ON c.id = i.candidate_id"
+            " ORDER BY i.id"
+        )
+        return [
+            StoredInstruction(
+                **vars(self._kept(r)),
+                request_id=r["request_id"],
+                clf_reply=r["clf_reply"],
+                instances_reply=r["instances_reply"],
+                instances_finish=r["instances_finish"],
+            )
+            for r in rows
+        ]
+
+    def count_kept(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM instructions").fetchone()[0])
+
+    # -- stage 3 ---------------------------------------------------------------------------------------
+    def instances_pending(self, instruction_id: int) -> bool:
+        """Whether stage 3 has yet to answer for this instruction."""
+        row = self.conn.execute(
+            "SELECT 1 FROM instructions WHERE id = ? AND instances_status = 'pending'", (instruction_id,)
+        ).fetchone()
+        return row is not None
+
+    def kept_instances(self, instruction_id: int) -> list[Instance]:
+        rows = self.conn.execute(
+            "SELECT input, output FROM instances WHERE instruction_id=? AND verdict='kept' ORDER BY position",
+            (instruction_id,),
+        ).fetchall()
+        return [Instance(r["input"], r["output"]) for r in rows]
+
+    def kept_instances_by_instruction(self) -> dict[int, list[Instance]]:
+        """Every kept instance, by instruction id, in the order stage 3 parsed them."""
+        by_id: dict[int, list[Instance]] = {}
+        for r in self.conn.execute(
+            "SELECT instruction_id, input, output FROM instances WHERE verdict='kept'"
+            " ORDER BY instruction_id, position"
+        ):
+            by_id.setdefault(r["instruction_id"], []).append(Instance(r["input"], r["output"]))
+        return by_id
+
+    def generated_tasks(self, *, with_instances_only: bool = True) -> list[Task]:
+        """Kept instructions with their kept instances, in acceptance order."""
+        by_id = self.kept_instances_by_instruction()
+        tasks = []
+        for k in self.kept_instructions():
+            instances = tuple(by_id.get(k.id, ()))
+            if with_instances_only and not instances:
+                continue
+            tasks.append(Task(k.instruction, instances, k.is_classification, id=f"gen_{k.id}"))
+        return tasks
+
+    # -- summaries -------------------------------------------------------------------------------------
+    def verdict_counts(self, table: str) -> dict[str, int]:
+        """{verdict: count} of the candidates (`table="candidates"`) or the instances, by verdict name."""
+        if table not in {"candidates", "instances"}:
+            raise ValueError(table)
+        rows = self.conn.execute(
+            f"SELECT verdict, COUNT(*) AS n FROM {table} GROUP BY verdict ORDER BY verdict"
+        )
+        return {r["verdict"]: int(r["n"]) for r in rows}
+
+    def counts(self) -> RunCounts:
+        def one(sql: str) -> int:
+            return int(self.conn.execute(sql).fetchone()[0])
+
+        return RunCounts(
+            gen_requests_done=one("SELECT COUNT(*) FROM gen_requests WHERE status = 'done'"),
+            gen_requests_truncated=one("SELECT COUNT(*) FROM gen_requests WHERE finish_reason = 'length'"),
+            kept=self.count_kept(),
+            classified=one("SELECT COUNT(*) FROM instructions WHERE is_classification IS NOT NULL"),
+            classification=one("SELECT COUNT(*) FROM instructions WHERE is_classification = 1"),
+            instructions_with_instances=one(
+                "SELECT COUNT(DISTINCT instruction_id) FROM instances WHERE verdict = 'kept'"
+            ),
+            candidate_verdicts=self.verdict_counts("candidates"),
+            instance_verdicts=self.verdict_counts("instances"),
+        )
+
+    def has_work(self) -> bool:
+        """Whether the run holds anything an LM produced (a cached reply, a kept instruction): such a
+        run is never discarded."""
+        if self.conn.execute("SELECT 1 FROM instructions LIMIT 1").fetchone() is not None:
+            return True
+        try:
+            return self.conn.execute("SELECT 1 FROM lm_cache LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # no lm_cache table: nothing was ever sent
+            return False
+
+    # -- the review page -------------------------------------------------------------------------------
+    @staticmethod
+    def _candidate_where(query: CandidateFilter) -> tuple[str, list[object]]:
+        where: list[str] = []
+        params: list[object] = []
+        if query.q:
+            where.append("c.instruction LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like_escape(query.q)}%")
+        if query.verdict:
+            where.append("c.verdict = ?")
+            params.append(query.verdict)
+        elif query.status == "kept":
+            where.append("c.verdict = 'kept'")
+        elif query.status == "dropped":
+            where.append("c.verdict != 'kept'")
+        if query.clf == "yes":
+            where.append("i.is_classification = 1")
+        elif query.clf == "no":
+            where.append("i.is_classification = 0")
+        elif query.clf == "unknown":
+            where.append("i.id IS NOT NULL AND i.is_classification IS NULL")
+        if query.instance_verdict:
+            where.append("EXISTS (SELECT 1 FROM instances x WHERE x.instruction_id = i.id AND x.verdict = ?)")
+            params.append(query.instance_verdict)
+        return (" WHERE " + " AND ".join(where)) if where else "", params
+
+    _CANDIDATES = " FROM candidates c LEFT JOIN instructions i ON i.candidate_id = c.id"
+
+    def count_candidates(self, query: CandidateFilter) -> int:
+        where, params = self._candidate_where(query)
+        # The join only matters to the count when filtering on classification; without it, it is cheaper.
+        source = self._CANDIDATES if query.clf or query.instance_verdict else " FROM candidates c"
+        return int(self.conn.execute("SELECT COUNT(*)" + source + where, params).fetchone()[0])
+
+    def candidate_rows(self, query: CandidateFilter, *, limit: int, offset: int) -> list[sqlite3.Row]:
+        """Candidates (kept and dropped) with their kept-instruction data, in order: cid, request_id,
+        instruction, verdict, detail, max_similarity, iid, is_classification, n_kept, n_parsed."""
+        where, params = self._candidate_where(query)
+        return self.conn.execute(
+            "SELECT c.id AS cid, c.request_id, c.instruction, c.verdict, c.detail,"
+            " COALESCE(c.max_similarity, i.max_similarity) AS max_similarity,"
+            " i.id AS iid, i.is_classification,"
+            " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id AND x.verdict = 'kept')"
+            " AS n_kept,"
+            " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id) AS n_parsed"
+            + self._CANDIDATES
+            + where
+            + " ORDER BY c.id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+
+    def candidate_row(self, candidate_id: int) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
+
+    def instruction_row_of_candidate(self, candidate_id: int) -> sqlite3.Row | None:
+        """The kept instruction a candidate became, if it was kept."""
+        return self.conn.execute(
+            "SELECT * FROM instructions WHERE candidate_id = ?", (candidate_id,)
+        ).fetchone()
+
+    def instance_rows(self, instruction_id: int) -> list[sqlite3.Row]:
+        """Every instance parsed for an instruction (kept and dropped), in order."""
+        return self.conn.execute(
+            "SELECT * FROM instances WHERE instruction_id = ? ORDER BY position", (instruction_id,)
+        ).fetchall()
+
+    def instructions_with_kept_instances(self) -> list[int]:
+        """Ids of the kept instructions with at least one kept instance, in order."""
+        rows = self.conn.execute(
+            "SELECT i.id FROM instructions i WHERE EXISTS"
+            " (SELECT 1 FROM instances x WHERE x.instruction_id = i.id AND x.verdict = 'kept') ORDER BY i.id"
+        )
+        return [int(r[0]) for r in rows]
+
+    def kept_instance_ids(self, instruction_id: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT id FROM instances WHERE instruction_id = ? AND verdict = 'kept' ORDER BY position",
+            (instruction_id,),
+        )
+        return [int(r[0]) for r in rows]
+
+    def instruction_with_instance(self, instruction_id: int, instance_id: int) -> sqlite3.Row | None:
+        """candidate_id, instruction, is_classification, input, output of one instance of an instruction."""
+        return self.conn.execute(
+            "SELECT i.candidate_id, i.instruction, i.is_classification, x.input, x.output"
+            " FROM instructions i JOIN instances x ON x.instruction_id = i.id WHERE i.id = ? AND x.id = ?",
+            (instruction_id, instance_id),
+        ).fetchone()
+
+
+class RunStore(RunReader):
+    """Typed access to a run's database: the reads of `RunReader` and every write. One instance per
+    process; not shared across threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -188,9 +463,9 @@ class RunStore:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise storage_error(exc, path.parent) from None
-        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        super().__init__(conn)
         try:
-            self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
@@ -230,20 +505,12 @@ class RunStore:
             raise
         self.conn.execute("COMMIT")
 
-    # -- meta ------------------------------------------------------------------------------------------
-    def get_meta(self, key: str) -> object | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row["value"])
-
+    # -- meta and seeds --------------------------------------------------------------------------------
     def set_meta(self, key: str, value: object) -> None:
         self.conn.execute(
             "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
-
-    # -- seeds -----------------------------------------------------------------------------------------
-    def has_seeds(self) -> bool:
-        return self.conn.execute("SELECT 1 FROM seed_tasks LIMIT 1").fetchone() is not None
 
     def save_seeds(self, tasks: list[Task]) -> None:
         with self.transaction() as conn:
@@ -262,19 +529,6 @@ class RunStore:
                 ],
             )
 
-    def seed_tasks(self) -> list[Task]:
-        rows = self.conn.execute("SELECT * FROM seed_tasks ORDER BY id").fetchall()
-        return [
-            Task(
-                instruction=r["instruction"],
-                instances=tuple(Instance(i["input"], i["output"]) for i in json.loads(r["instances"])),
-                is_classification=None if r["is_classification"] is None else bool(r["is_classification"]),
-                id=r["seed_id"],
-                name=r["name"],
-            )
-            for r in rows
-        ]
-
     # -- stage 1 ---------------------------------------------------------------------------------------
     def add_gen_request(self, request_id: int, prompt_instructions: list[str], prompt: str) -> None:
         self.conn.execute(
@@ -282,27 +536,16 @@ class RunStore:
             (request_id, json.dumps(prompt_instructions), prompt, time.time()),
         )
 
-    def pending_gen_requests(self) -> list[GenRequestRow]:
-        rows = self.conn.execute("SELECT * FROM gen_requests WHERE status = 'pending' ORDER BY id").fetchall()
-        return [
-            GenRequestRow(r["id"], json.loads(r["prompt_instructions"]), r["prompt"], r["status"])
-            for r in rows
-        ]
-
-    def next_gen_request_id(self) -> int:
-        row = self.conn.execute("SELECT COALESCE(MAX(id), -1) + 1 AS n FROM gen_requests").fetchone()
-        return int(row["n"])
-
     def finish_gen_request(
         self,
         request_id: int,
         reply: str,
         finish_reason: str,
         candidates: list[CandidateRecord],
-        kept: dict[int, tuple[tuple[SimilarInstruction, ...], float | None, float]],
+        kept: dict[int, KeptInfo],
     ) -> list[int]:
         """Record a reply, its candidates and the kept ones atomically. `kept` maps a candidate position to
-        (most similar, mean similarity, max similarity). Returns the new instruction ids in order."""
+        what the novelty filter said of it. Returns the new instruction ids in order."""
         now = time.time()
         new_ids: list[int] = []
         with self.transaction() as conn:
@@ -316,17 +559,17 @@ class RunStore:
                     " max_similarity) VALUES(?, ?, ?, ?, ?, ?, ?)",
                     (request_id, c.position, c.raw, c.instruction, c.verdict, c.detail, c.max_similarity),
                 )
-                if c.position in kept:
-                    similar, mean, best = kept[c.position]
+                info = kept.get(c.position)
+                if info is not None:
                     cur2 = conn.execute(
                         "INSERT INTO instructions(candidate_id, instruction, most_similar, avg_similarity,"
                         " max_similarity, created_at) VALUES(?, ?, ?, ?, ?, ?)",
                         (
                             cur.lastrowid,
                             c.instruction,
-                            json.dumps([[s.instruction, s.score] for s in similar]),
-                            mean,
-                            best,
+                            json.dumps([[s.instruction, s.score] for s in info.most_similar]),
+                            info.avg_similarity,
+                            info.max_similarity,
                             now,
                         ),
                     )
@@ -361,25 +604,6 @@ class RunStore:
                 )
         return len(fresh)
 
-    def kept_instructions(self, *, where: str = "", params: tuple[object, ...] = ()) -> list[KeptInstruction]:
-        sql = "SELECT * FROM instructions" + (f" WHERE {where}" if where else "") + " ORDER BY id"
-        return [self._kept(r) for r in self.conn.execute(sql, params).fetchall()]
-
-    @staticmethod
-    def _kept(r: sqlite3.Row) -> KeptInstruction:
-        return KeptInstruction(
-            id=r["id"],
-            instruction=r["instruction"],
-            most_similar=tuple(SimilarInstruction(s, sc) for s, sc in json.loads(r["most_similar"])),
-            avg_similarity=r["avg_similarity"],
-            max_similarity=r["max_similarity"],
-            is_classification=None if r["is_classification"] is None else bool(r["is_classification"]),
-            instances_status=r["instances_status"],
-        )
-
-    def count_kept(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM instructions").fetchone()[0])
-
     # -- stage 2 ---------------------------------------------------------------------------------------
     def set_classification(self, instruction_id: int, is_classification: bool, reply: str) -> None:
         self.conn.execute(
@@ -402,46 +626,3 @@ class RunStore:
                 " VALUES(?, ?, ?, ?, ?, ?)",
                 [(instruction_id, i.position, i.input, i.output, i.verdict, i.detail) for i in instances],
             )
-
-    def kept_instances(self, instruction_id: int) -> list[Instance]:
-        rows = self.conn.execute(
-            "SELECT input, output FROM instances WHERE instruction_id=? AND verdict='kept' ORDER BY position",
-            (instruction_id,),
-        ).fetchall()
-        return [Instance(r["input"], r["output"]) for r in rows]
-
-    def generated_tasks(self, *, with_instances_only: bool = True) -> list[Task]:
-        """Kept instructions with their kept instances, in acceptance order."""
-        by_id: dict[int, list[Instance]] = {}
-        for r in self.conn.execute(
-            "SELECT instruction_id, input, output FROM instances WHERE verdict='kept'"
-            " ORDER BY instruction_id, position"
-        ):
-            by_id.setdefault(r["instruction_id"], []).append(Instance(r["input"], r["output"]))
-        tasks = []
-        for k in self.kept_instructions():
-            instances = tuple(by_id.get(k.id, ()))
-            if with_instances_only and not instances:
-                continue
-            tasks.append(Task(k.instruction, instances, k.is_classification, id=f"gen_{k.id}"))
-        return tasks
-
-    # -- summaries -------------------------------------------------------------------------------------
-    def verdict_counts(self, table: str) -> dict[str, int]:
-        if table not in {"candidates", "instances"}:
-            raise ValueError(table)
-        rows = self.conn.execute(f"SELECT verdict, COUNT(*) AS n FROM {table} GROUP BY verdict")
-        return {r["verdict"]: int(r["n"]) for r in rows}
-
-    def has_work(self) -> bool:
-        """Whether the run holds anything an LM produced (a cached reply, a kept instruction): such a
-        run is never discarded."""
-        if self.conn.execute("SELECT 1 FROM instructions LIMIT 1").fetchone() is not None:
-            return True
-        try:
-            return self.conn.execute("SELECT 1 FROM lm_cache LIMIT 1").fetchone() is not None
-        except sqlite3.OperationalError:  # no lm_cache table: nothing was ever sent
-            return False
-
-    def count(self, sql: str, params: tuple[object, ...] = ()) -> int:
-        return int(self.conn.execute(sql, params).fetchone()[0])

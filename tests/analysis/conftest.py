@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct.records import Instance, SimilarInstruction, Task
-from selfinstruct.store import CandidateRecord, InstanceRecord, RunStore
+from selfinstruct.records import CandidateRecord, Instance, InstanceRecord, KeptInfo, SimilarInstruction, Task
+from selfinstruct.store import RunStore
 
 # Word counts are written next to each text so the expected statistics can be checked by hand.
 PLAIN_LINES = [
@@ -52,7 +52,7 @@ def run_dir(tmp_path: Path) -> Path:
     path = tmp_path / "run"
     store = RunStore.open(path, create=True)
     store.save_seeds(SEEDS)
-    sim = ((SimilarInstruction("Write a haiku about autumn leaves.", 0.3),), 0.2, 0.3)
+    sim = KeptInfo((SimilarInstruction("Write a haiku about autumn leaves.", 0.3),), 0.2, 0.3)
     store.add_gen_request(0, ["Write a haiku about autumn leaves."], "p0")
     ids = store.finish_gen_request(
         0,

@@ -46,11 +46,7 @@ def test_generate_on_the_embedded_model(tmp_path: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     store = RunStore.open(run)
     try:
-        assert (
-            summary["gen_requests"]
-            == store.count("SELECT COUNT(*) FROM gen_requests WHERE status='done'")
-            > 0
-        )
+        assert summary["gen_requests"] == store.counts().gen_requests_done > 0
         # A real model wrote real text, and every candidate got a verdict.
         replies = [r[0] for r in store.conn.execute("SELECT reply FROM gen_requests WHERE status='done'")]
         assert any(reply.strip() for reply in replies)
@@ -58,13 +54,7 @@ def test_generate_on_the_embedded_model(tmp_path: Path) -> None:
         usage = {row["stage"]: row for row in summary["usage"]}
         assert usage["instructions"]["completion_tokens"] > 0
         # Every kept instruction went through stages 2 and 3.
-        assert (
-            store.count(
-                "SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL"
-                " OR instances_status != 'done'"
-            )
-            == 0
-        )
+        assert store.count_unfinished(classify=True, instances=True) == 0
         assert store.get_meta("settings")["lm"]["backend"] == "embedded"
     finally:
         store.close()

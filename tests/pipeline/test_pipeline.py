@@ -102,7 +102,7 @@ def test_faults_do_not_change_the_data(tmp_path: Path, fake_server: FakeOpenAISe
 def _count(run_dir: Path, sql: str) -> int:
     store = RunStore.open(run_dir)
     try:
-        return store.count(sql)
+        return int(store.conn.execute(sql).fetchone()[0])
     finally:
         store.close()
 

@@ -24,17 +24,17 @@ def test_stages_one_by_one(tmp_path: Path, fake_server: FakeOpenAIServer) -> Non
     _cli("instructions", "--out", str(run), "--num-instructions", "8", base_url=fake_server.base_url)
     store = RunStore.open(run)
     assert store.count_kept() >= 8
-    assert store.count("SELECT COUNT(*) FROM instructions WHERE is_classification IS NOT NULL") == 0
+    assert store.counts().classified == 0
     store.close()
     _cli("classify", str(run), base_url=fake_server.base_url)
     store = RunStore.open(run)
-    assert store.count("SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL") == 0
-    assert store.count("SELECT COUNT(*) FROM instances") == 0
+    assert store.count_unfinished(classify=True, instances=False) == 0
+    assert store.counts().instance_verdicts == {}
     store.close()
     _cli("instances", str(run), base_url=fake_server.base_url)
     store = RunStore.open(run)
-    assert store.count("SELECT COUNT(*) FROM instructions WHERE instances_status = 'pending'") == 0
-    assert store.count("SELECT COUNT(*) FROM instances WHERE verdict = 'kept'") > 0
+    assert store.count_unfinished(classify=False, instances=True) == 0
+    assert store.counts().instance_verdicts.get("kept", 0) > 0
     store.close()
     result = subprocess.run([*SELFINSTRUCT, "prepare", str(run)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct.records import Instance, SimilarInstruction, Task
-from selfinstruct.store import CandidateRecord, InstanceRecord, RunStore
+from selfinstruct.records import CandidateRecord, Instance, InstanceRecord, KeptInfo, SimilarInstruction, Task
+from selfinstruct.store import RunStore
 
 XSS_INSTRUCTION = (
     "Explain this markup <script>document.title='pwned';window.__xss=1</script>"
@@ -48,7 +48,7 @@ def build_run(run_dir: Path, requests: list[list[Cand]]) -> dict[str, int]:
             CandidateRecord(pos, c.instruction, c.instruction, c.verdict) for pos, c in enumerate(cands)
         ]
         kept = {
-            pos: ((SimilarInstruction("Write a haiku about autumn leaves.", 0.2),), 0.1, 0.2)
+            pos: KeptInfo((SimilarInstruction("Write a haiku about autumn leaves.", 0.2),), 0.1, 0.2)
             for pos, c in enumerate(cands)
             if c.verdict == "kept"
         }

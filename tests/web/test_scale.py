@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from selfinstruct.records import Instance, SimilarInstruction, Task
-from selfinstruct.store import CandidateRecord, InstanceRecord, RunStore
+from selfinstruct.records import CandidateRecord, Instance, InstanceRecord, KeptInfo, SimilarInstruction, Task
+from selfinstruct.store import RunStore
 from selfinstruct.web.app import ReviewConfig, create_app
 
 N_KEPT = 50_000
@@ -38,7 +38,7 @@ def build_large_run(path: Path) -> None:
     store.save_seeds(
         [Task("Write a haiku about autumn leaves.", (Instance("", "Leaves."),), False, "s0", "s")]
     )
-    similar = ((SimilarInstruction("Write a haiku about autumn leaves.", 0.2),), 0.1, 0.2)
+    similar = KeptInfo((SimilarInstruction("Write a haiku about autumn leaves.", 0.2),), 0.1, 0.2)
     made = request = 0
     while made < N_KEPT:
         store.add_gen_request(request, [], "prompt")

@@ -63,34 +63,23 @@ def load_run(run_dir: Path) -> AnalysisInput:
         raise UserError(f"{run_dir}: not a selfinstruct run directory (no {DB_NAME})")
     store = RunStore.open(run_dir)
     try:
-        conn = store.conn
-        by_id: dict[int, list[Instance]] = {}
-        for r in conn.execute(
-            "SELECT instruction_id, input, output FROM instances WHERE verdict='kept'"
-            " ORDER BY instruction_id, position"
-        ):
-            by_id.setdefault(r["instruction_id"], []).append(Instance(r["input"], r["output"]))
+        # Every kept instruction, with or without kept instances (the report counts both).
         tasks = [
-            GeneratedTask(r["instruction"], tuple(by_id.get(r["id"], ())), _opt_bool(r["is_classification"]))
-            for r in conn.execute("SELECT id, instruction, is_classification FROM instructions ORDER BY id")
+            GeneratedTask(t.instruction, t.instances, t.is_classification)
+            for t in store.generated_tasks(with_instances_only=False)
         ]
-        seeds = [r[0] for r in conn.execute("SELECT instruction FROM seed_tasks ORDER BY id")]
         return AnalysisInput(
             source=str(run_dir),
             kind="run",
             tasks=tasks,
-            seeds=seeds,
+            seeds=[t.instruction for t in store.seed_tasks()],
             candidate_verdicts=store.verdict_counts("candidates"),
             instance_verdicts=store.verdict_counts("instances"),
         )
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
         raise UserError(f"{run_dir / DB_NAME}: cannot read the run store ({exc})") from exc
     finally:
         store.close()
-
-
-def _opt_bool(value: object) -> bool | None:
-    return None if value is None else bool(value)
 
 
 def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, object]]]:

@@ -9,8 +9,7 @@ from selfinstruct.config import RunSettings
 from selfinstruct.filters import KEPT, Verdict, filter_instances
 from selfinstruct.parse import parse_input_first, parse_output_first
 from selfinstruct.prompts import input_first_prompt, instance_examples, output_first_prompt
-from selfinstruct.records import Task
-from selfinstruct.store import InstanceRecord
+from selfinstruct.records import InstanceRecord, Task
 
 
 class InstanceGenerator:

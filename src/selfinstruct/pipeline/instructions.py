@@ -11,10 +11,7 @@ from selfinstruct.filters import KEPT, InstructionFilter, normalize_instruction
 from selfinstruct.novelty import NoveltyIndex
 from selfinstruct.parse import split_instructions
 from selfinstruct.prompts import generation_prompt, sample_prompt_instructions
-from selfinstruct.records import SimilarInstruction
-from selfinstruct.store import CandidateRecord
-
-KeptInfo = tuple[tuple[SimilarInstruction, ...], float | None, float]
+from selfinstruct.records import CandidateRecord, KeptInfo
 
 
 @dataclass(frozen=True)
@@ -76,5 +73,5 @@ class InstructionProcessor:
                 )
                 continue
             records.append(CandidateRecord(position, raw, instruction, KEPT, None, novelty.max_score))
-            kept[position] = (novelty.most_similar, novelty.mean_score, novelty.max_score)
+            kept[position] = KeptInfo(novelty.most_similar, novelty.mean_score, novelty.max_score)
         return records, kept

@@ -84,9 +84,7 @@ class PipelineRunner:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                for kept in self.store.kept_instructions(
-                    where="is_classification IS NULL OR instances_status = 'pending'"
-                ):
+                for kept in self.store.unfinished_instructions():
                     self._follow_up(kept.id, kept.instruction, kept.is_classification)
                 if "instructions" in self.stages:
                     await self._generate()
@@ -101,14 +99,9 @@ class PipelineRunner:
 
     def _check_finished(self) -> None:
         """The stages asked for left no kept instruction unfinished (a guard: never a silent gap)."""
-        unfinished = []
-        if "classify" in self.stages:
-            unfinished.append("is_classification IS NULL")
-        if "instances" in self.stages:
-            unfinished.append("instances_status = 'pending'")
-        if not unfinished:
-            return
-        left = self.store.count(f"SELECT COUNT(*) FROM instructions WHERE {' OR '.join(unfinished)}")
+        left = self.store.count_unfinished(
+            classify="classify" in self.stages, instances="instances" in self.stages
+        )
         if left:
             raise LMError(f"{left} kept instructions are still unfinished")
 
@@ -225,11 +218,7 @@ class PipelineRunner:
             self.store.set_classification(instruction_id, is_classification, reply.text)
         if "instances" not in self.stages:
             return
-        status = self.store.count(
-            "SELECT COUNT(*) FROM instructions WHERE id = ? AND instances_status = 'pending'",
-            (instruction_id,),
-        )
-        if not status:
+        if not self.store.instances_pending(instruction_id):
             return
         prompt = self.instance_generator.prompt(instruction, is_classification)
         reply = await self.client.complete(

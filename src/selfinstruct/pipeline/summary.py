@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS, KEPT
-from selfinstruct.store import RunStore
+from selfinstruct.store import RunReader
 
 
 @dataclass
@@ -57,25 +57,20 @@ def usage_line(row: dict[str, object]) -> tuple[str, str]:
     )
 
 
-def summarize(store: RunStore) -> RunSummary:
-    verdicts = store.verdict_counts("candidates")
-    instance_verdicts = store.verdict_counts("instances")
+def summarize(store: RunReader) -> RunSummary:
+    counts = store.counts()
     return RunSummary(
-        gen_requests=store.count("SELECT COUNT(*) FROM gen_requests WHERE status = 'done'"),
-        gen_requests_truncated=store.count(
-            "SELECT COUNT(*) FROM gen_requests WHERE finish_reason = 'length'"
-        ),
-        candidates=sum(verdicts.values()),
-        kept=store.count_kept(),
-        candidate_verdicts=verdicts,
-        classified=store.count("SELECT COUNT(*) FROM instructions WHERE is_classification IS NOT NULL"),
-        classification=store.count("SELECT COUNT(*) FROM instructions WHERE is_classification = 1"),
-        instructions_with_instances=store.count(
-            "SELECT COUNT(DISTINCT instruction_id) FROM instances WHERE verdict = 'kept'"
-        ),
-        instances=sum(instance_verdicts.values()),
-        instances_kept=instance_verdicts.get("kept", 0),
-        instance_verdicts=instance_verdicts,
+        gen_requests=counts.gen_requests_done,
+        gen_requests_truncated=counts.gen_requests_truncated,
+        candidates=sum(counts.candidate_verdicts.values()),
+        kept=counts.kept,
+        candidate_verdicts=counts.candidate_verdicts,
+        classified=counts.classified,
+        classification=counts.classification,
+        instructions_with_instances=counts.instructions_with_instances,
+        instances=sum(counts.instance_verdicts.values()),
+        instances_kept=counts.instance_verdicts.get(KEPT, 0),
+        instance_verdicts=counts.instance_verdicts,
     )
 
 

@@ -1,4 +1,5 @@
-"""The review page's reads of a run store and its own tables (ratings, the rating sample) in the same file.
+"""The review page's own tables (ratings, the rating sample) in the run's file, and its reads of the run
+tables, which go through the store's `RunReader` (the store owns their schema).
 
 One short-lived connection per request: SQLite connections are cheap and must not cross threads, and WAL mode
 lets the page read while a pipeline run writes.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.evaluate.judge import RUBRIC
+from selfinstruct.store import CandidateFilter, RunReader
 
 REVIEW_SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_ratings (
@@ -70,12 +72,9 @@ def init_review_tables(db: Path) -> None:
 
 # -- browsing -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class BrowseQuery:
-    q: str = ""
-    status: str = "all"  # all | kept | dropped
-    verdict: str = ""  # a specific verdict, e.g. 'novelty'
-    clf: str = ""  # '' | yes | no | unknown
-    instance_verdict: str = ""  # instructions with at least one instance of this verdict
+class BrowseQuery(CandidateFilter):
+    """The candidates' filter and the page of them shown."""
+
     page: int = 1
 
 
@@ -87,58 +86,20 @@ class BrowsePage:
     pages: int
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def browse(conn: sqlite3.Connection, query: BrowseQuery, page_size: int = PAGE_SIZE) -> BrowsePage:
     """Candidates (kept and dropped) with their kept-instruction data, newest rules applied as filters."""
-    where: list[str] = []
-    params: list[object] = []
-    if query.q:
-        where.append("c.instruction LIKE ? ESCAPE '\\'")
-        params.append(f"%{_like_escape(query.q)}%")
-    if query.verdict:
-        where.append("c.verdict = ?")
-        params.append(query.verdict)
-    elif query.status == "kept":
-        where.append("c.verdict = 'kept'")
-    elif query.status == "dropped":
-        where.append("c.verdict != 'kept'")
-    if query.clf == "yes":
-        where.append("i.is_classification = 1")
-    elif query.clf == "no":
-        where.append("i.is_classification = 0")
-    elif query.clf == "unknown":
-        where.append("i.id IS NOT NULL AND i.is_classification IS NULL")
-    if query.instance_verdict:
-        where.append("EXISTS (SELECT 1 FROM instances x WHERE x.instruction_id = i.id AND x.verdict = ?)")
-        params.append(query.instance_verdict)
-    sql_where = (" WHERE " + " AND ".join(where)) if where else ""
-    base = " FROM candidates c LEFT JOIN instructions i ON i.candidate_id = c.id" + sql_where
-    # The join only matters to the count when filtering on classification; without it the count is cheaper.
-    counted = base if query.clf or query.instance_verdict else " FROM candidates c" + sql_where
-    total = int(conn.execute("SELECT COUNT(*)" + counted, params).fetchone()[0])
+    run = RunReader(conn)
+    total = run.count_candidates(query)
     pages = max(1, -(-total // page_size))
     page = min(max(1, query.page), pages)
-    rows = conn.execute(
-        "SELECT c.id AS cid, c.request_id, c.instruction, c.verdict, c.detail,"
-        " COALESCE(c.max_similarity, i.max_similarity) AS max_similarity,"
-        " i.id AS iid, i.is_classification,"
-        " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id AND x.verdict = 'kept') AS n_kept,"
-        " (SELECT COUNT(*) FROM instances x WHERE x.instruction_id = i.id) AS n_parsed"
-        + base
-        + " ORDER BY c.id LIMIT ? OFFSET ?",
-        [*params, page_size, (page - 1) * page_size],
-    ).fetchall()
+    rows = run.candidate_rows(query, limit=page_size, offset=(page - 1) * page_size)
     return BrowsePage(rows=rows, total=total, page=page, pages=pages)
 
 
 def verdicts(conn: sqlite3.Connection, table: str = "candidates") -> list[tuple[str, int]]:
-    if table not in ("candidates", "instances"):
-        raise ValueError(table)
-    rows = conn.execute(f"SELECT verdict, COUNT(*) FROM {table} GROUP BY verdict ORDER BY COUNT(*) DESC")
-    return [(r[0], int(r[1])) for r in rows]
+    """(verdict, count), the most frequent first (ties by name)."""
+    counts = RunReader(conn).verdict_counts(table)
+    return sorted(counts.items(), key=lambda item: item[1], reverse=True)
 
 
 @dataclass(frozen=True)
@@ -150,10 +111,11 @@ class Detail:
 
 
 def detail(conn: sqlite3.Connection, candidate_id: int) -> Detail | None:
-    cand = conn.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
+    run = RunReader(conn)
+    cand = run.candidate_row(candidate_id)
     if cand is None:
         return None
-    inst = conn.execute("SELECT * FROM instructions WHERE candidate_id = ?", (candidate_id,)).fetchone()
+    inst = run.instruction_row_of_candidate(candidate_id)
     similar: list[tuple[str, float]] = []
     instances: list[sqlite3.Row] = []
     if inst is not None:
@@ -161,9 +123,7 @@ def detail(conn: sqlite3.Connection, candidate_id: int) -> Detail | None:
             similar = [(str(s), float(sc)) for s, sc in json.loads(inst["most_similar"])]
         except (ValueError, TypeError):
             similar = []
-        instances = conn.execute(
-            "SELECT * FROM instances WHERE instruction_id = ? ORDER BY position", (inst["id"],)
-        ).fetchall()
+        instances = run.instance_rows(inst["id"])
     return Detail(cand, inst, similar, instances)
 
 
@@ -186,24 +146,12 @@ class SampleItem:
 
 def _draw(conn: sqlite3.Connection, size: int, seed: int) -> list[tuple[int, int]]:
     """(instruction id, instance id): a random sample of kept instructions with one kept instance each."""
-    eligible = [
-        int(r[0])
-        for r in conn.execute(
-            "SELECT i.id FROM instructions i WHERE EXISTS"
-            " (SELECT 1 FROM instances x WHERE x.instruction_id = i.id AND x.verdict = 'kept') ORDER BY i.id"
-        )
-    ]
+    run = RunReader(conn)
+    eligible = run.instructions_with_kept_instances()
     rng = random.Random(seed)
     pairs = []
     for iid in rng.sample(eligible, min(size, len(eligible))):
-        kept = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT id FROM instances WHERE instruction_id = ? AND verdict = 'kept' ORDER BY position",
-                (iid,),
-            )
-        ]
-        pairs.append((iid, rng.choice(kept)))
+        pairs.append((iid, rng.choice(run.kept_instance_ids(iid))))
     return pairs
 
 
@@ -226,13 +174,10 @@ def sample_pairs(conn: sqlite3.Connection, size: int, seed: int) -> list[tuple[i
 
 
 def sample_items(conn: sqlite3.Connection, size: int, seed: int) -> list[SampleItem]:
+    run = RunReader(conn)
     items = []
     for position, (iid, xid) in enumerate(sample_pairs(conn, size, seed)):
-        r = conn.execute(
-            "SELECT i.candidate_id, i.instruction, i.is_classification, x.input, x.output"
-            " FROM instructions i JOIN instances x ON x.instruction_id = i.id WHERE i.id = ? AND x.id = ?",
-            (iid, xid),
-        ).fetchone()
+        r = run.instruction_with_instance(iid, xid)
         if r is None:
             continue
         items.append(
