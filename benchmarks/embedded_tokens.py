@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the backend does, befo
 from selfinstruct.lm.base import Decoding, Request
 from selfinstruct.lm.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path
 from selfinstruct.lm.factory import build_client
+from selfinstruct.lm.llamacpp_load import load_high_level
 from selfinstruct.lm.settings import LMSettings
 
 TASKS = [
@@ -73,7 +74,8 @@ def run_bare(llm: object, prompts: list[str]) -> tuple[float, int, list[str]]:
 async def run_selfinstruct(client: object, prompts: list[str]) -> tuple[float, int, list[str]]:
     decoding = Decoding(temperature=0.0, max_tokens=NEW_TOKENS)
     start = time.perf_counter()
-    # All requests in flight at once, as the pipeline sends them; the backend decodes them one by one.
+    # All requests in flight at once, as the pipeline sends them; at concurrency 1 the backend decodes them
+    # one by one, token-identical to the bare loop (embedded_batching.py measures concurrency above 1).
     results = await client.complete_many([Request(p, decoding, stage="bench") for p in prompts])  # type: ignore[attr-defined]
     elapsed = time.perf_counter() - start
     return elapsed, sum(r.completion_tokens for r in results), [r.text for r in results]
@@ -83,10 +85,11 @@ def bench(threads: int, runs: int) -> dict[str, float]:
     import llama_cpp
 
     path = embedded_gguf_path()
-    bare = llama_cpp.Llama(
-        model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False
+    # AMX-safe like the backend (the unmodified class crashes on AMX CPUs).
+    bare = load_high_level(
+        llama_cpp, path, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False
     )
-    settings = LMSettings(backend="embedded", threads=threads, context_length=2048, concurrency=8)
+    settings = LMSettings(backend="embedded", threads=threads, context_length=2048, concurrency=1)
     loop = asyncio.new_event_loop()
     client = build_client(settings)  # no cache: every request reaches the model
     try:

@@ -143,6 +143,7 @@ class BatchEngine:
         n_ctx_seq: int,
         threads: int,
         extra_buffer_types: bool | None = None,
+        flash_attn: bool = False,
         llama_cpp: Any,
     ) -> None:
         self.llama_cpp = lc = llama_cpp
@@ -163,7 +164,9 @@ class BatchEngine:
         # A unified cache lets one ubatch mix any sequences and lets them share prompt-prefix cells.
         params.kv_unified = True
         # As llama-cpp-python's Llama sets them, so one slot decodes exactly as the high-level API did.
-        params.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = (
+            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         params.yarn_attn_factor = 1.0
         params.yarn_beta_fast = 32.0
         params.yarn_beta_slow = 1.0
