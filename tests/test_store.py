@@ -3,6 +3,7 @@ checkpointer, and the named queries every other module reads the run tables with
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import selfinstruct
 from selfinstruct.records import (
     CandidateRecord,
     Instance,
@@ -225,3 +227,21 @@ def test_review_reads_filter_candidates_on_any_connection(tmp_path: Path) -> Non
         assert instruction is not None and instruction["id"] == spam
         assert [r["verdict"] for r in run.instance_rows(spam)] == ["kept", "empty_output"]
         assert run.instance_rows(sort) == []
+
+
+RUN_TABLE_SQL = re.compile(
+    r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(?:meta|seed_tasks|gen_requests|candidates|instructions|instances)\b"
+)
+
+
+def test_no_module_but_the_store_writes_sql_against_the_run_tables() -> None:
+    package = Path(selfinstruct.__file__).parent
+    offenders = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "store.py"
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1)
+        if RUN_TABLE_SQL.search(line)
+    ]
+    assert offenders == []
+    assert RUN_TABLE_SQL.search((package / "store.py").read_text("utf-8"))  # the pattern finds SQL at all
