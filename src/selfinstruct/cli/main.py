@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfinstruct.cli.options import with_setting_flags
-from selfinstruct.errors import CommandError
+from selfinstruct.errors import CommandError, UserError
 from selfinstruct.lm.base import LMError
 
 app = typer.Typer(
@@ -275,15 +275,43 @@ def export_command(
 def config_command(
     config: ConfigOption = None,
     show: Annotated[bool, typer.Option("--show", help="Print the resolved settings as YAML.")] = True,
+    command: Annotated[
+        str,
+        typer.Option(
+            "--for",
+            help="Whose settings: [bold]run[/] (generate and the stage commands; the flags below), "
+            "[bold]finetune[/] or [bold]eval[/] (defaults < --config only).",
+        ),
+    ] = "run",
     *,
     overrides: dict[str, Any],
 ) -> None:
     """Print the resolved settings (defaults < --config file < flags) as YAML, ready to edit and reuse."""
-    from selfinstruct.config import resolve_settings
-
-    settings = resolve_settings(config, overrides)
+    settings = _resolve_for(command, config, overrides)
     if show:
         sys.stdout.write(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+
+
+def _resolve_for(command: str, config: Path | None, overrides: dict[str, Any]) -> Any:
+    """One command's settings through the shared rule; the run's flags shape only the run's settings."""
+    from selfinstruct.config import resolve_settings
+
+    if command == "run":
+        return resolve_settings(config, overrides)
+    if command not in ("finetune", "eval"):
+        raise UserError(f"--for: expected run, finetune or eval, got {command!r}")
+    if overrides:
+        given = ", ".join(sorted(overrides))
+        raise UserError(f"--for {command}: the flags shown here are run settings ({given}); use --config")
+    from selfinstruct.settings_io import resolve
+
+    if command == "finetune":
+        from selfinstruct.finetune.config import SECTION, FinetuneSettings
+
+        return resolve(FinetuneSettings, config, section=SECTION)
+    from selfinstruct.evaluate.settings import EvalSettings
+
+    return resolve(EvalSettings, config, section="eval")
 
 
 def _register_optional() -> None:
