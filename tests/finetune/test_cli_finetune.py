@@ -110,3 +110,64 @@ def test_eos_markers_of_a_prepared_file_become_the_models(tmp_path: Path) -> Non
     assert common_eos_marker([" a<eos>", "b</s>"]) is None  # mixed: nothing is stripped
     assert swap_eos(" Paris<eos>", "<|im_end|>", "<eos>") == " Paris<|im_end|>"
     assert swap_eos(" a</s>", "<eos>", None) == " a</s><eos>"  # text that merely looks like a marker stays
+
+
+class _Resolved(Exception):
+    """Raised in place of training: carries the settings the command resolved."""
+
+
+def _resolved(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> object:
+    import selfinstruct.finetune.train as train
+
+    def capture(cfg: object, console: object) -> None:
+        raise _Resolved(cfg)
+
+    monkeypatch.setattr(train, "run_finetune", capture)
+    result = CliRunner().invoke(_app(), ["--data", "d.jsonl", "--out", "m", *args])
+    assert isinstance(result.exception, _Resolved), result.output
+    return result.exception.args[0]
+
+
+def test_every_flag_reaches_its_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The flags generated from FinetuneSettings keep the hand-written names, short forms and aliases."""
+    cfg = _resolved(
+        monkeypatch,
+        [
+            *("-b", "tiny", "--method", "full", "--epochs", "3", "--max-steps", "5", "--lr", "0.001"),
+            *("--batch-size", "2", "--grad-accum", "3", "--max-seq-length", "128", "--packing"),
+            *(
+                "--gradient-checkpointing",
+                "--seed",
+                "7",
+                "--precision",
+                "fp32",
+                "--attn-implementation",
+                "eager",
+            ),
+            *("--save-steps", "9", "--lora-r", "4", "--lora-alpha", "8", "--lora-dropout", "0.1"),
+            *("--lora-target", "q_proj", "--lora-target", "v_proj", "--no-merge", "--no-seeds"),
+            *("--seeds", "medical", "--allow-eval-data", "--no-progress", "--warmup-ratio", "0.1"),
+        ],
+    )
+    assert cfg.model_dump() == {
+        **build_config().model_dump(),
+        **dict(data=Path("d.jsonl"), out=Path("m"), base="tiny", method="full", epochs=3.0, max_steps=5),
+        **dict(learning_rate=0.001, batch_size=2, grad_accum=3, max_seq_length=128, packing=True),
+        **dict(gradient_checkpointing=True, seed=7, precision="fp32", attn_implementation="eager"),
+        **dict(
+            save_steps=9, lora_r=4, lora_alpha=8, lora_dropout=0.1, lora_target_modules=["q_proj", "v_proj"]
+        ),
+        **dict(merge=False, include_seeds=False, seeds=Path("medical"), allow_eval_data=True, progress=False),
+        **dict(warmup_ratio=0.1),
+    }
+    # Flags not given leave the YAML's values; --learning-rate is the long form of --lr.
+    cfg_file = tmp_path / "ft.yaml"
+    cfg_file.write_text("allow_eval_data: true\nmerge: false\nlora_r: 2\n")
+    cfg = _resolved(monkeypatch, ["-c", str(cfg_file), "--learning-rate", "0.5"])
+    assert cfg.allow_eval_data and not cfg.merge and cfg.lora_r == 2 and cfg.learning_rate == 0.5
+
+
+def test_a_bad_flag_value_names_the_setting_and_the_flag() -> None:
+    result = CliRunner().invoke(_app(), ["--data", "d.jsonl", "--out", "m", "--lora-r", "0"])
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception).startswith("setting lora_r: ") and "(from --lora-r)" in str(result.exception)

@@ -158,12 +158,6 @@ def with_flags(table: FlagTable) -> Callable[[Callable[..., Any]], Callable[...,
             p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "overrides"
         ]
         names = {f"opt_{flag.dotted.replace('.', '__')}": flag.dotted for flag in flags}
-        # A bool flag without a --no- form can only turn a setting on: off means "not given".
-        switch_on = {
-            pname
-            for pname, flag in zip(names, flags, strict=True)
-            if flag.type is bool and not any("/" in decl for decl in flag.decls)
-        }
         for flag, pname in zip(flags, names, strict=True):
             option = typer.Option(
                 None, *flag.decls, help=flag.help, rich_help_panel=flag.panel, show_default=False
@@ -178,7 +172,7 @@ def with_flags(table: FlagTable) -> Callable[[Callable[..., Any]], Callable[...,
             overrides = {}
             for pname, dotted in names.items():
                 value = kwargs.pop(pname)
-                if value is None or value == [] or (value is False and pname in switch_on):
+                if value is None or value == []:
                     continue
                 overrides[dotted] = value
             return func(overrides=overrides, **kwargs)

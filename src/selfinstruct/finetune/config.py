@@ -23,12 +23,16 @@ class FinetuneSettings(BaseModel):
     data: Path | None = Field(default=None, description="Run directory, prompt/completion or instance JSONL.")
     base: str = Field(default=EMBEDDED_BASE, description="HF model directory or id, or 'embedded'.")
     out: Path | None = Field(default=None, description="Output model directory.")
-    method: Literal["lora", "full"] = "lora"
+    method: Literal["lora", "full"] = Field(
+        default="lora", description="lora trains an adapter, full all weights."
+    )
     epochs: float = Field(default=2.0, gt=0, description="Passes over the data (paper: 2).")
     max_steps: int = Field(
-        default=-1, ge=-1, description="Stop after this many optimizer steps (-1: epochs)."
+        default=-1, ge=-1, description="Stop after this many optimizer steps (-1: run the epochs)."
     )
-    learning_rate: float | None = Field(default=None, gt=0, description="Default 2e-4 (LoRA) / 2e-5 (full).")
+    learning_rate: float | None = Field(
+        default=None, gt=0, description="Peak learning rate; default 2e-4 (LoRA) / 2e-5 (full)."
+    )
     batch_size: int = Field(default=4, ge=1, description="Examples per device per forward pass.")
     grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps.")
     max_seq_length: int = Field(default=512, ge=16, description="Tokens per example (or per packed row).")
@@ -37,7 +41,9 @@ class FinetuneSettings(BaseModel):
         description="Best-fit packing of examples into padding-free rows with position ids; attention stays "
         "within each example (flash attention, or SDPA/eager masks built from the position ids).",
     )
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations to save memory (slower)."
+    )
     torch_compile: bool = Field(default=False, description="Compile the model with torch.compile (GPU).")
     liger_kernel: bool = Field(
         default=False, description="Liger's fused Triton kernels (needs the liger-kernel package and a GPU)."
@@ -45,17 +51,22 @@ class FinetuneSettings(BaseModel):
     optim: str | None = Field(
         default=None, description="Optimizer name of HF TrainingArguments (default: theirs, fused AdamW)."
     )
-    seed: int = 0
-    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    lr_scheduler: str = "linear"
+    seed: int = Field(default=0, description="Seed for data order, templates and init.")
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Share of the steps warming up.")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    lr_scheduler: str = Field(
+        default="linear", description="Learning-rate schedule of HF TrainingArguments (linear, cosine ...)."
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="auto: bf16 on a GPU that supports it, else fp32."
     )
-    attn_implementation: str | None = Field(default=None, description="sdpa, eager, flash_attention_2 ...")
-    lora_r: int = Field(default=8, ge=1)
-    lora_alpha: int = Field(default=16, ge=1)
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    attn_implementation: str | None = Field(
+        default=None,
+        description="Attention kernel: sdpa, eager, flash_attention_2 ... (default: the model's).",
+    )
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(default=16, ge=1, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
     lora_target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="Module names to adapt; ['all-linear'] adapts every linear layer.",
@@ -69,9 +80,9 @@ class FinetuneSettings(BaseModel):
     )
     save_steps: int = Field(default=50, ge=1, description="Checkpoint every N steps (and at the end).")
     save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept in OUT/checkpoints.")
-    logging_steps: int = Field(default=1, ge=1)
+    logging_steps: int = Field(default=1, ge=1, description="Log the loss every N steps.")
     merge: bool = Field(default=True, description="LoRA: also save merged full weights at OUT/.")
-    progress: bool = True
+    progress: bool = Field(default=True, description="Show the live progress bar.")
 
     @model_validator(mode="after")
     def _lora_targets(self) -> FinetuneSettings:
