@@ -9,18 +9,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
 
+from selfinstruct.cli.options import FlagTable, flag_names, with_flags
 from selfinstruct.errors import CommandError, UserError
 from selfinstruct.evaluate.report import check_report_paths, load_report
 from selfinstruct.evaluate.run import DEFAULT_MAX_NEW_TOKENS, POSTPROCESS_CHOICES, GenerationOptions
 from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
+from selfinstruct.evaluate.settings import EvalSettings
 from selfinstruct.lm.factory import BACKENDS as BACKEND_REGISTRY
-from selfinstruct.lm.settings import LMSettings
 from selfinstruct.paths import atomic_write
+from selfinstruct.settings_io import resolve
 
 eval_app = typer.Typer(
     help="Evaluate a model: SuperNI zero-shot ROUGE-L, seed-format task files (optionally rated A-D by an "
@@ -33,53 +34,22 @@ LM_PANEL = "LM backend"
 JUDGE_PANEL = "LLM judge"
 BACKENDS = tuple(BACKEND_REGISTRY)  # the names a --judge BACKEND/MODEL spec may start with
 
+# The LM flags of `superni` and `tasks`, generated from `EvalSettings.lm` (the run's LM flags, same names).
+EVAL_LM_FLAGS = FlagTable(
+    EvalSettings,
+    sections=frozenset({"lm"}),
+    rename={"lm.timeout": "request-timeout"},
+    panel={"lm": LM_PANEL},
+)
+JUDGE_FLAG_NAMES = {
+    "judge.backend": "judge-backend",
+    "judge.model": "judge-model",
+    "judge.base_url": "judge-base-url",
+    "judge.api": "judge-api",
+    "judge.api_key_env": "judge-api-key-env",
+}
+
 # Options shared by `superni` and `tasks` (typer reads them from the annotations).
-BackendOpt = Annotated[
-    str,
-    typer.Option(
-        "--backend",
-        help="LM backend: [bold]embedded[/] (llama.cpp GGUF), [bold]openai[/] (any "
-        "OpenAI-compatible server) or [bold]transformers[/].",
-        rich_help_panel=LM_PANEL,
-    ),
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help="Model name (openai), path or HF id (transformers), GGUF path (embedded).",
-        rich_help_panel=LM_PANEL,
-    ),
-]
-BaseUrlOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--base-url", help="OpenAI-compatible endpoint; repeat to spread the load.", rich_help_panel=LM_PANEL
-    ),
-]
-ApiOpt = Annotated[
-    str,
-    typer.Option(
-        "--api", help="[bold]completion[/] or [bold]chat[/] (openai backend).", rich_help_panel=LM_PANEL
-    ),
-]
-ApiKeyEnvOpt = Annotated[
-    str,
-    typer.Option("--api-key-env", help="Environment variable holding the API key.", rich_help_panel=LM_PANEL),
-]
-ConcurrencyOpt = Annotated[
-    int, typer.Option("--concurrency", min=1, help="Requests in flight at once.", rich_help_panel=LM_PANEL)
-]
-TimeoutOpt = Annotated[
-    float, typer.Option("--request-timeout", help="Per-request timeout, seconds.", rich_help_panel=LM_PANEL)
-]
-ThreadsOpt = Annotated[
-    int, typer.Option("--threads", min=1, help="CPU threads of the embedded model.", rich_help_panel=LM_PANEL)
-]
-DeviceOpt = Annotated[
-    str | None,
-    typer.Option("--device", help="transformers device: cpu, cuda, cuda:1 ...", rich_help_panel=LM_PANEL),
-]
 LimitOpt = Annotated[
     int | None, typer.Option("--limit", min=1, help="Evaluate only the first N instances of each task.")
 ]
@@ -126,15 +96,6 @@ EarlyStopOpt = Annotated[
         "decoding.",
     ),
 ]
-MaxRetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-retries",
-        min=0,
-        help="Retries of a failed request (429, 5xx, timeout).",
-        rich_help_panel=LM_PANEL,
-    ),
-]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the overall score.")]
 PREDICTIONS_PANEL = "Given predictions"
 PredictionsOpt = Annotated[
@@ -159,37 +120,15 @@ MissingAsEmptyOpt = Annotated[
 ]
 
 
-def lm_settings(
-    backend: str,
-    model: str | None,
-    base_url: list[str] | None,
-    api: str,
-    api_key_env: str,
-    concurrency: int,
-    timeout: float,
-    threads: int = 1,
-    device: str | None = None,
-    max_retries: int = 6,
-) -> LMSettings:
-    values: dict[str, Any] = {
-        "max_retries": max_retries,
-        "backend": backend,
-        "model": model,
-        "api": api,
-        "api_key_env": api_key_env,
-        "concurrency": concurrency,
-        "timeout": timeout,
-        "threads": threads,
-        "device": device,
-    }
-    if base_url:
-        values["base_url"] = list(base_url)
-    try:
-        return LMSettings(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]).replace("_", "-")
-        raise UserError(f"--{field}: {first['msg']}") from exc
+def eval_settings(overrides: dict[str, Any], judge: dict[str, Any] | None = None) -> EvalSettings:
+    """The LM flags given (`overrides`) over the defaults; the judge, when asked for, starts from the
+    answering LM's settings (its endpoints, limits, retries) and takes its own backend, model and API."""
+    names = {**flag_names(EVAL_LM_FLAGS), **JUDGE_FLAG_NAMES}
+    settings = resolve(EvalSettings, None, overrides, flag_names=names)
+    if judge is None:
+        return settings
+    given = {**settings.lm.model_dump(), **{k: v for k, v in judge.items() if v is not None}}
+    return resolve(EvalSettings, None, {**overrides, "judge": given}, flag_names=names)
 
 
 def parse_judge_spec(spec: str) -> tuple[str, str]:
@@ -229,6 +168,7 @@ def _user_errors(func: Callable[[], None]) -> None:
 
 
 @eval_app.command("superni")
+@with_flags(EVAL_LM_FLAGS)
 def superni_command(
     tasks: Annotated[
         Path,
@@ -272,19 +212,11 @@ def superni_command(
     early_stop: EarlyStopOpt = True,
     out: OutOpt = Path("eval/superni.json"),
     cache: CacheOpt = None,
-    backend: BackendOpt = "embedded",
-    model: ModelOpt = None,
-    base_url: BaseUrlOpt = None,
-    api: ApiOpt = "completion",
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    concurrency: ConcurrencyOpt = 8,
-    request_timeout: TimeoutOpt = 120.0,
-    max_retries: MaxRetriesOpt = 6,
-    threads: ThreadsOpt = 1,
-    device: DeviceOpt = None,
     predictions: PredictionsOpt = None,
     missing_as_empty: MissingAsEmptyOpt = False,
     quiet: QuietOpt = False,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Zero-shot SuperNI: definition + input -> greedy reply, scored by ROUGE-L and exact match.
 
@@ -292,26 +224,13 @@ def superni_command(
     index)."""
 
     def body() -> None:
-        settings = None
-        if predictions is None:
-            settings = lm_settings(
-                backend,
-                model,
-                base_url,
-                api,
-                api_key_env,
-                concurrency,
-                request_timeout,
-                threads,
-                device,
-                max_retries,
-            )
+        settings = eval_settings(overrides)
         config = EvalConfig(
             "superni",
             tasks,
             out,
             _generation_options(max_new_tokens, stop, postprocess, early_stop),
-            lm=settings,
+            lm=settings.lm if predictions is None else None,
             limit=limit,
             tasks_filter=tasks_filter,
             template=template,
@@ -345,6 +264,7 @@ def _generation_options(
 
 
 @eval_app.command("tasks")
+@with_flags(EVAL_LM_FLAGS)
 def tasks_command(
     tasks: Annotated[
         Path,
@@ -370,16 +290,6 @@ def tasks_command(
     early_stop: EarlyStopOpt = True,
     out: OutOpt = Path("eval/tasks.json"),
     cache: CacheOpt = None,
-    backend: BackendOpt = "embedded",
-    model: ModelOpt = None,
-    base_url: BaseUrlOpt = None,
-    api: ApiOpt = "completion",
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    concurrency: ConcurrencyOpt = 8,
-    request_timeout: TimeoutOpt = 120.0,
-    max_retries: MaxRetriesOpt = 6,
-    threads: ThreadsOpt = 1,
-    device: DeviceOpt = None,
     judge: Annotated[
         str | None,
         typer.Option(
@@ -426,6 +336,8 @@ def tasks_command(
     predictions: PredictionsOpt = None,
     missing_as_empty: MissingAsEmptyOpt = False,
     quiet: QuietOpt = False,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Seed-format task file: ROUGE-L against the reference, optionally rated A-D by an LLM judge.
 
@@ -439,42 +351,24 @@ def tasks_command(
     instance of the task file, and its instruction and input must match that instance's."""
 
     def body() -> None:
-        settings = None
-        if predictions is None:
-            settings = lm_settings(
-                backend,
-                model,
-                base_url,
-                api,
-                api_key_env,
-                concurrency,
-                request_timeout,
-                threads,
-                device,
-                max_retries,
-            )
-        judge_settings = None
+        judge_spec = None
         if judge or judge_backend or judge_model:
             spec_backend, spec_model = parse_judge_spec(judge) if judge else ("openai", None)
-            judge_settings = lm_settings(
-                judge_backend or spec_backend,
-                judge_model or spec_model,
-                judge_base_url or base_url,
-                judge_api,
-                judge_api_key_env,
-                concurrency,
-                request_timeout,
-                threads,
-                device,
-                max_retries,
-            )
+            judge_spec = {
+                "backend": judge_backend or spec_backend,
+                "model": judge_model or spec_model,
+                "base_url": list(judge_base_url) if judge_base_url else None,
+                "api": judge_api,
+                "api_key_env": judge_api_key_env,
+            }
+        settings = eval_settings(overrides, judge_spec)
         config = EvalConfig(
             "tasks",
             tasks,
             out,
             _generation_options(max_new_tokens, stop, postprocess, early_stop),
-            lm=settings,
-            judge=judge_settings,
+            lm=settings.lm if predictions is None else None,
+            judge=settings.judge,
             limit=limit,
             tasks_filter=tasks_filter,
             template=template,
