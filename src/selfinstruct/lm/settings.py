@@ -38,7 +38,12 @@ class LMSettings(BaseModel):
         default="OPENAI_API_KEY",
         description="Environment variable holding the API key (local servers need none).",
     )
-    concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Requests in flight at once (embedded: decoded together, one KV cache of "
+        "context_length tokens each; 1 decodes one at a time, token-identical to llama-cpp-python).",
+    )
     timeout: float = Field(default=120.0, gt=0, description="Per-request timeout, seconds.")
     max_retries: int = Field(
         default=6, ge=0, description="Retries on 429/5xx/timeouts (exponential backoff)."
