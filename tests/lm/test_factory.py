@@ -3,6 +3,7 @@ name is a user error; and the capabilities the client reads off a backend are th
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import subprocess
 from pathlib import Path
@@ -117,3 +118,26 @@ def test_a_local_backends_empty_reply_is_accepted_at_once() -> None:
     lm.local = False  # the same reply from a remote endpoint is asked for again
     [result], client = _ask(lm, 1)
     assert (result.text, lm.calls, client.usage.total.retries) == ("second", 2, 1)
+
+
+def _imports(module: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_backends_sit_side_by_side() -> None:
+    """A backend imports the shared pieces from lm.base, never another backend nor the client."""
+    lm_dir = Path(build_lm.__code__.co_filename).parent
+    backends = {
+        "selfinstruct.lm.openai_compat": lm_dir / "openai_compat.py",
+        "selfinstruct.lm.transformers_backend": lm_dir / "transformers_backend.py",
+        "selfinstruct.lm.llamacpp": lm_dir / "llamacpp.py",
+    }
+    for name, path in backends.items():
+        forbidden = {"selfinstruct.lm.client", "selfinstruct.lm.factory", *backends} - {name}
+        assert not _imports(path) & forbidden, name
