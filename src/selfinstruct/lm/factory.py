@@ -49,6 +49,8 @@ def build_lm(settings: LMSettings) -> LM:
     builder = BACKENDS.get(settings.backend)
     if builder is None:
         raise UserError(f"--backend: unknown backend {settings.backend!r}; choose from {', '.join(BACKENDS)}")
+    if settings.lora and settings.backend != "embedded":
+        raise UserError(f"--lora: applies to the embedded backend only (backend: {settings.backend})")
     return builder(settings)
 
 

@@ -16,6 +16,8 @@
   a greedy reply can differ slightly with what it was batched with (llama.cpp's kernels depend on the
   number of rows), so a from-scratch rerun may differ slightly, as with vLLM; a resumed run is identical,
   since answered requests come from the run's cache.
+- `lora` applies a LoRA adapter in llama.cpp's GGUF format (stage 5 writes one) on the same context; the
+  adapter's hash is part of the backend's identity, so cached replies never cross adapters.
 - `api="chat"` is ignored: the default model is a base model without a chat template.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -73,13 +76,24 @@ class LlamaCppLM:
     def __init__(self, settings: LMSettings) -> None:
         self.settings = settings
         self._path: Path | None = Path(settings.model).expanduser() if settings.model else None
+        self._lora = Path(settings.lora).expanduser() if settings.lora else None
+        if self._lora is not None and not self._lora.is_file():
+            raise UserError(f"{self._lora}: LoRA adapter file not found (--lora)")
         self.engine: BatchEngine | None = None
         self._lock = asyncio.Lock()
+        self._identity = self._name()
+
+    def _name(self) -> str:
+        name = self._path.name if self._path is not None else EMBEDDED_MODEL_ID
+        if self._lora is not None:
+            # The adapter's bytes name it: replies of another adapter (or none) are never served from cache.
+            digest = hashlib.sha256(self._lora.read_bytes()).hexdigest()[:16]
+            name += f"+lora:{self._lora.name}:{digest}"
+        return f"embedded:{name}:completion"
 
     @property
     def identity(self) -> str:
-        name = self._path.name if self._path is not None else EMBEDDED_MODEL_ID
-        return f"embedded:{name}:completion"
+        return self._identity
 
     def load(self) -> BatchEngine:
         """Load the model and start the decoding thread (blocking) unless already done."""
@@ -94,6 +108,7 @@ class LlamaCppLM:
             n_seq=self.settings.concurrency,
             n_ctx_seq=self.settings.context_length,
             threads=self.settings.threads,
+            lora=self._lora,
             llama_cpp=llama_cpp,
         )
         return self.engine

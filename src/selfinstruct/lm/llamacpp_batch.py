@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from selfinstruct.errors import UserError
 from selfinstruct.lm.base import Decoding, LMError
 from selfinstruct.lm.llamacpp_load import load_model
 
@@ -144,6 +145,7 @@ class BatchEngine:
         threads: int,
         extra_buffer_types: bool | None = None,
         flash_attn: bool = False,
+        lora: Path | None = None,
         llama_cpp: Any,
     ) -> None:
         self.llama_cpp = lc = llama_cpp
@@ -174,6 +176,9 @@ class BatchEngine:
         if not self.ctx:
             lc.llama_model_free(self.model)
             raise LMError(f"llama.cpp could not create a context of {params.n_ctx} tokens for {path}")
+        self.adapter = None
+        if lora is not None:
+            self.adapter = self._apply_lora(lora)
         self.memory = lc.llama_get_memory(self.ctx)
         self.batch = lc.llama_batch_init(PROMPT_CHUNK, 0, 1)
         self._pieces: dict[int, bytes] = {}
@@ -187,6 +192,23 @@ class BatchEngine:
         self.prompt_tokens_decoded = 0
         self._thread = threading.Thread(target=self._run, name="llama.cpp decoder", daemon=True)
         self._thread.start()
+
+    def _apply_lora(self, lora: Path) -> Any:
+        """Load a GGUF LoRA adapter onto the model and enable it on the context, at scale 1."""
+        lc = self.llama_cpp
+        adapter = lc.llama_adapter_lora_init(self.model, str(lora).encode("utf-8"))
+        if adapter and lc.llama_set_adapters_lora(
+            self.ctx, (lc.llama_adapter_lora_p_ctypes * 1)(adapter), 1, (ctypes.c_float * 1)(1.0)
+        ):
+            lc.llama_adapter_lora_free(adapter)
+            adapter = None
+        if not adapter:
+            lc.llama_free(self.ctx)
+            lc.llama_model_free(self.model)
+            raise UserError(
+                f"{lora}: llama.cpp could not apply this LoRA adapter (a GGUF adapter of this model?)"
+            )
+        return adapter
 
     # --- the caller's side -------------------------------------------------------------------------
 
@@ -208,6 +230,8 @@ class BatchEngine:
         lc = self.llama_cpp
         lc.llama_batch_free(self.batch)
         lc.llama_free(self.ctx)
+        if self.adapter is not None:
+            lc.llama_adapter_lora_free(self.adapter)
         lc.llama_model_free(self.model)
 
     # --- the decoding thread -----------------------------------------------------------------------

@@ -57,6 +57,11 @@ class LMSettings(BaseModel):
     requests_per_minute: float | None = Field(default=None, gt=0, description="Optional request rate limit.")
     tokens_per_minute: float | None = Field(default=None, gt=0, description="Optional token rate limit.")
     threads: int = Field(default=1, ge=1, description="CPU threads of the embedded model.")
+    lora: str | None = Field(
+        default=None,
+        description="embedded: a LoRA adapter in llama.cpp's GGUF format (finetune writes OUT/adapter.gguf), "
+        "applied on the base model.",
+    )
     context_length: int = Field(default=2048, ge=256, description="Context window of the embedded model.")
     device: str | None = Field(default=None, description="transformers device: cpu, cuda, cuda:1 ...")
     batch_size: int = Field(default=16, ge=1, description="transformers: prompts decoded together.")
