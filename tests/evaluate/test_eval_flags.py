@@ -7,18 +7,34 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from selfinstruct.cli.eval import EVAL_LM_FLAGS, eval_app, eval_settings
+from selfinstruct.cli.eval import EVAL_FLAGS, eval_app, eval_settings
 from selfinstruct.cli.options import RUN_FLAGS, flag_names
 from selfinstruct.errors import UserError
 
 
 def test_the_lm_flags_are_the_runs() -> None:
     run_lm = {key: name for key, name in flag_names(RUN_FLAGS).items() if key.startswith("lm.")}
-    assert flag_names(EVAL_LM_FLAGS) == run_lm
+    eval_lm = {key: name for key, name in flag_names(EVAL_FLAGS).items() if key.startswith("lm.")}
+    assert eval_lm == run_lm
     # The names the eval commands had before they were generated.
     for name in ("backend", "model", "base-url", "api", "api-key-env", "concurrency", "request-timeout"):
         assert name in run_lm.values()
     assert {"max-retries", "threads", "device"} <= set(run_lm.values())
+
+
+def test_the_shared_decoding_flags_keep_their_names() -> None:
+    names = {key: name for key, name in flag_names(EVAL_FLAGS).items() if not key.startswith("lm.")}
+    assert names == {
+        "max_new_tokens": "max-new-tokens",
+        "stop": "stop",
+        "early_stop": "early-stop",
+        "tasks_filter": "tasks-filter",
+        "template": "template",
+    }
+    settings = eval_settings({"max_new_tokens": 9, "stop": ["###"], "early_stop": False})
+    assert (settings.max_new_tokens, settings.stop, settings.early_stop) == (9, ["###"], False)
+    with pytest.raises(UserError, match=r"\(from --max-new-tokens\)$"):
+        eval_settings({"max_new_tokens": 0})
 
 
 def test_the_judge_starts_from_the_answering_lm() -> None:

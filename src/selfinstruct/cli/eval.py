@@ -16,7 +16,7 @@ from rich.markup import escape
 from selfinstruct.cli.options import FlagTable, flag_names, with_flags
 from selfinstruct.errors import CommandError, UserError
 from selfinstruct.evaluate.report import check_report_paths, load_report
-from selfinstruct.evaluate.run import DEFAULT_MAX_NEW_TOKENS, POSTPROCESS_CHOICES, GenerationOptions
+from selfinstruct.evaluate.run import POSTPROCESS_CHOICES, GenerationOptions
 from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
 from selfinstruct.evaluate.settings import EvalSettings
 from selfinstruct.lm.factory import BACKENDS as BACKEND_REGISTRY
@@ -34,12 +34,24 @@ LM_PANEL = "LM backend"
 JUDGE_PANEL = "LLM judge"
 BACKENDS = tuple(BACKEND_REGISTRY)  # the names a --judge BACKEND/MODEL spec may start with
 
-# The LM flags of `superni` and `tasks`, generated from `EvalSettings.lm` (the run's LM flags, same names).
-EVAL_LM_FLAGS = FlagTable(
+# The flags `superni` and `tasks` share, generated from `EvalSettings`; the LM's are the run's LM flags.
+EVAL_FLAGS = FlagTable(
     EvalSettings,
-    sections=frozenset({"lm"}),
+    fields=frozenset({"lm", "max_new_tokens", "stop", "early_stop", "tasks_filter", "template"}),
     rename={"lm.timeout": "request-timeout"},
     panel={"lm": LM_PANEL},
+    # Wording for the command line (markup, repeatable flags).
+    help={
+        "tasks_filter": "Keep tasks whose name matches a glob ([cyan]task1*[/]) or a regex; "
+        "several separated by commas.",
+        "template": "Prompt template instead of the standard one: a format string "
+        "([cyan]{instruction}\\nInput: {input}\\nOutput:[/]) or jinja2 ([cyan]{{ input }}[/]); "
+        "[cyan]@FILE[/] reads it from a file.",
+        "stop": "Stop sequence (repeatable; \\n is a newline). None by default.",
+        "early_stop": "With --postprocess first-sentence, stop decoding at the first period: same "
+        "predictions, less decoding. \\[default: on]",
+        "max_new_tokens": "Longest reply, in tokens (SuperNI/paper: 128). \\[default: 128]",
+    },
 )
 JUDGE_FLAG_NAMES = {
     "judge.backend": "judge-backend",
@@ -53,30 +65,6 @@ JUDGE_FLAG_NAMES = {
 LimitOpt = Annotated[
     int | None, typer.Option("--limit", min=1, help="Evaluate only the first N instances of each task.")
 ]
-FilterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--tasks-filter",
-        help="Keep tasks whose name matches a glob ([cyan]task1*[/]) or a regex; "
-        "several separated by commas.",
-    ),
-]
-MaxTokensOpt = Annotated[
-    int, typer.Option("--max-new-tokens", min=1, help="Longest reply, in tokens (SuperNI/paper: 128).")
-]
-TemplateOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--template",
-        help="Prompt template instead of the standard one: a format string "
-        "([cyan]{instruction}\\nInput: {input}\\nOutput:[/]) or jinja2 ([cyan]{{ input }}[/]); "
-        "[cyan]@FILE[/] reads it from a file.",
-    ),
-]
-StopOpt = Annotated[
-    list[str] | None,
-    typer.Option("--stop", help="Stop sequence (repeatable; \\n is a newline). None by default."),
-]
 OutOpt = Annotated[
     Path, typer.Option("--out", help="JSON report; the Markdown report is written beside it (.md).")
 ]
@@ -86,14 +74,6 @@ CacheOpt = Annotated[
         "--cache",
         help=f"SQLite response cache (default: {CACHE_NAME} beside --out). A rerun "
         "or a resumed run only sends the requests it lacks.",
-    ),
-]
-EarlyStopOpt = Annotated[
-    bool,
-    typer.Option(
-        "--early-stop/--no-early-stop",
-        help="With --postprocess first-sentence, stop decoding at the first period: same predictions, less "
-        "decoding.",
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the overall score.")]
@@ -123,7 +103,7 @@ MissingAsEmptyOpt = Annotated[
 def eval_settings(overrides: dict[str, Any], judge: dict[str, Any] | None = None) -> EvalSettings:
     """The LM flags given (`overrides`) over the defaults; the judge, when asked for, starts from the
     answering LM's settings (its endpoints, limits, retries) and takes its own backend, model and API."""
-    names = {**flag_names(EVAL_LM_FLAGS), **JUDGE_FLAG_NAMES}
+    names = {**flag_names(EVAL_FLAGS), **JUDGE_FLAG_NAMES}
     settings = resolve(EvalSettings, None, overrides, flag_names=names)
     if judge is None:
         return settings
@@ -168,7 +148,7 @@ def _user_errors(func: Callable[[], None]) -> None:
 
 
 @eval_app.command("superni")
-@with_flags(EVAL_LM_FLAGS)
+@with_flags(EVAL_FLAGS)
 def superni_command(
     tasks: Annotated[
         Path,
@@ -190,16 +170,12 @@ def superni_command(
             help="Evaluate the first N instances of each task (the official test split uses the first 100).",
         ),
     ] = 100,
-    tasks_filter: FilterOpt = None,
     pos_examples: Annotated[
         int,
         typer.Option(
             "--pos-examples", min=0, help="Add the first N positive examples (SuperNI uses 0 or 2)."
         ),
     ] = 0,
-    max_new_tokens: MaxTokensOpt = DEFAULT_MAX_NEW_TOKENS,
-    template: TemplateOpt = None,
-    stop: StopOpt = None,
     postprocess: Annotated[
         str,
         typer.Option(
@@ -209,7 +185,6 @@ def superni_command(
             "[bold]strip[/].",
         ),
     ] = "first-sentence",
-    early_stop: EarlyStopOpt = True,
     out: OutOpt = Path("eval/superni.json"),
     cache: CacheOpt = None,
     predictions: PredictionsOpt = None,
@@ -229,11 +204,11 @@ def superni_command(
             "superni",
             tasks,
             out,
-            _generation_options(max_new_tokens, stop, postprocess, early_stop),
+            _generation_options(settings.max_new_tokens, settings.stop, postprocess, settings.early_stop),
             lm=settings.lm if predictions is None else None,
             limit=limit,
-            tasks_filter=tasks_filter,
-            template=template,
+            tasks_filter=settings.tasks_filter,
+            template=settings.template,
             extra={"split": split, "pos_examples": pos_examples},
             predictions=predictions,
             missing_as_empty=missing_as_empty,
@@ -264,7 +239,7 @@ def _generation_options(
 
 
 @eval_app.command("tasks")
-@with_flags(EVAL_LM_FLAGS)
+@with_flags(EVAL_FLAGS)
 def tasks_command(
     tasks: Annotated[
         Path,
@@ -275,10 +250,6 @@ def tasks_command(
         ),
     ],
     limit: LimitOpt = None,
-    tasks_filter: FilterOpt = None,
-    max_new_tokens: MaxTokensOpt = DEFAULT_MAX_NEW_TOKENS,
-    template: TemplateOpt = None,
-    stop: StopOpt = None,
     postprocess: Annotated[
         str,
         typer.Option(
@@ -287,7 +258,6 @@ def tasks_command(
             "[bold]first-line[/] or [bold]first-sentence[/].",
         ),
     ] = "strip",
-    early_stop: EarlyStopOpt = True,
     out: OutOpt = Path("eval/tasks.json"),
     cache: CacheOpt = None,
     judge: Annotated[
@@ -366,12 +336,12 @@ def tasks_command(
             "tasks",
             tasks,
             out,
-            _generation_options(max_new_tokens, stop, postprocess, early_stop),
+            _generation_options(settings.max_new_tokens, settings.stop, postprocess, settings.early_stop),
             lm=settings.lm if predictions is None else None,
             judge=settings.judge,
             limit=limit,
-            tasks_filter=tasks_filter,
-            template=template,
+            tasks_filter=settings.tasks_filter,
+            template=settings.template,
             predictions=predictions,
             missing_as_empty=missing_as_empty,
             cache=cache,

@@ -33,8 +33,8 @@ class FlagTable:
     # Section or dotted key -> help panel; `default_panel` for the rest (None: the main "Options").
     panel: Mapping[str, str | None] = field(default_factory=dict)
     default_panel: str | None = None
-    # Sections descended into (None: every nested model); keys given no flag.
-    sections: frozenset[str] | None = None
+    # Top-level fields that get flags (None: all; a nested model's leaves all do); keys given no flag.
+    fields: frozenset[str] | None = None
     skip: frozenset[str] = frozenset()
     # Help text instead of the model's description (for wording that only makes sense on a command line).
     help: Mapping[str, str] = field(default_factory=dict)
@@ -126,15 +126,15 @@ def flags_of(table: FlagTable) -> list[Flag]:
     """One flag per leaf setting of the table's model, in the model's order."""
     flags: list[Flag] = []
     for name, info in table.model.model_fields.items():
+        if (table.fields is not None and name not in table.fields) or name in table.skip:
+            continue
         nested = _nested_model(info.annotation)
-        if nested is not None:
-            if table.sections is not None and name not in table.sections:
-                continue
-            for sub, subinfo in nested.model_fields.items():
-                if f"{name}.{sub}" not in table.skip:
-                    flags.append(_flag(table, f"{name}.{sub}", name, subinfo))
-        elif name not in table.skip and table.sections is None:
+        if nested is None:
             flags.append(_flag(table, name, None, info))
+            continue
+        for sub, subinfo in nested.model_fields.items():
+            if f"{name}.{sub}" not in table.skip:
+                flags.append(_flag(table, f"{name}.{sub}", name, subinfo))
     return flags
 
 

@@ -16,8 +16,9 @@ from selfinstruct.lm.settings import LMSettings
 
 
 class EvalSettings(BaseModel):
-    """The knobs both evaluations share. Which evaluation, its items and its report paths are the
-    command's arguments (`EvalConfig` holds the whole of one evaluation)."""
+    """The knobs both evaluations share, with the same defaults. Which evaluation, its items, the knobs
+    whose defaults differ between them (--limit, --postprocess) and the report paths are the command's
+    own options (`EvalConfig` holds the whole of one evaluation)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,7 +34,6 @@ class EvalSettings(BaseModel):
         default=True,
         description="With postprocess first-sentence, stop decoding at the first period (same predictions).",
     )
-    limit: int | None = Field(default=None, ge=1, description="Evaluate only the first N instances per task.")
     tasks_filter: str | None = Field(default=None, description="Keep tasks whose name matches (glob/regex).")
     template: str | None = Field(default=None, description="Prompt template instead of the standard one.")
 
