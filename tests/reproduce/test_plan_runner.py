@@ -45,7 +45,7 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
         resolve_settings("huge", None)
     bad = tmp_path / "bad.yaml"
     bad.write_text("finetune: [1, 2\n")
-    with pytest.raises(UserError, match=r"bad.yaml:\d+: not valid YAML"):
+    with pytest.raises(UserError, match=r"bad.yaml:\d+: "):
         resolve_settings(None, bad)
     bad.write_text("finetnue: {}\n")
     with pytest.raises(UserError, match="finetnue"):

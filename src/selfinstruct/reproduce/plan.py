@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.errors import UserError
 from selfinstruct.lm.credentials import split_credentials
+from selfinstruct.settings_io import load_yaml
 
 Preset = Literal["cpu", "paper"]
 TunedRuntime = Literal["auto", "embedded", "transformers"]
@@ -81,21 +81,6 @@ CPU_RATES = {
 }
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--config {path}: no such file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputFileError(path, mark.line + 1 if mark else None, "not valid YAML") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InputFileError(path, None, "expected a mapping of settings (one section per step)")
-    return raw
-
-
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """Sections merge key by key (a YAML `finetune: {lora-r: 16}` keeps the preset's max-steps)."""
     out = dict(base)
@@ -118,7 +103,7 @@ def resolve_settings(
     preset: str | None, config: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = None
 ) -> ReproduceSettings:
     """Preset < YAML < flags. `overrides` maps a section to flags given on the command line."""
-    from_yaml = load_yaml(config) if config is not None else {}
+    from_yaml = load_yaml(config) if config is not None else {}  # one YAML reader for every command
     chosen = preset or from_yaml.get("preset") or "cpu"
     if chosen not in PRESETS:
         raise UserError(f"--preset {chosen!r}: choose one of {', '.join(PRESETS)}")
