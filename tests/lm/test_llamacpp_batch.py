@@ -142,3 +142,27 @@ def test_concurrent_requests_end_by_their_own_stop_and_max_tokens(gguf: Path) ->
         assert (replies[i].finish_reason, replies[i].completion_tokens) == ("length", n)
         assert replies[i].text.strip()
     assert replies[0].prompt_tokens == replies[1].prompt_tokens == replies[5].prompt_tokens > 20
+
+
+@pytest.mark.slow
+def test_requests_arriving_together_decode_their_shared_prefix_once(gguf: Path) -> None:
+    header = "".join(
+        f"Example {i}: Is '{w}' a fruit? Output: yes\n" for i, w in enumerate(["apple", "pear"] * 8)
+    )
+    prompts = [header + f"Example 16: Is 'stone {k}' a fruit? Output:" for k in range(4)]
+    settings = LMSettings(backend="embedded", threads=1, context_length=CTX, concurrency=4)
+
+    async def scenario() -> tuple[list[Completion], int, int]:
+        lm = LlamaCppLM(settings)
+        try:
+            replies = await asyncio.gather(*(lm.complete(p, Decoding(max_tokens=2)) for p in prompts))
+            assert lm.engine is not None
+            return list(replies), lm.engine.prompt_tokens_decoded, lm.engine.reused_tokens
+        finally:
+            await lm.aclose()
+
+    replies, decoded, reused = asyncio.run(scenario())
+    total = sum(r.prompt_tokens for r in replies)
+    header_tokens = replies[0].prompt_tokens - 12  # the differing tail is a dozen tokens at most
+    assert decoded + reused == total
+    assert reused >= 3 * header_tokens  # the three later prompts took the first one's header cells

@@ -43,6 +43,7 @@ from selfinstruct.lm.llamacpp_load import load_model
 
 PROMPT_CHUNK = 512  # tokens per decode call: llama-cpp-python's n_batch, so one slot batches as it did
 MAX_SLOTS = 256  # llama.cpp's LLAMA_MAX_SEQ
+MIN_SHARED = 32  # a prompt waits for another's decoding of a shared prefix only if it is at least this long
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class _Slot:
     reply: ReplyText | None = None
     sampler: Any = None
     max_tokens: int = 0
+    order: int = 0  # admission number: prompts are decoded first come, first served
 
 
 class BatchEngine:
@@ -146,6 +148,7 @@ class BatchEngine:
         extra_buffer_types: bool | None = None,
         flash_attn: bool = False,
         lora: Path | None = None,
+        unified: bool = True,
         llama_cpp: Any,
     ) -> None:
         self.llama_cpp = lc = llama_cpp
@@ -164,7 +167,8 @@ class BatchEngine:
         params.n_threads = threads
         params.n_threads_batch = threads
         # A unified cache lets one ubatch mix any sequences and lets them share prompt-prefix cells.
-        params.kv_unified = True
+        params.kv_unified = unified
+        self.unified = unified
         # As llama-cpp-python's Llama sets them, so one slot decodes exactly as the high-level API did.
         params.flash_attn_type = (
             lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -188,6 +192,7 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._closing = False
         self.steps = 0
+        self._admitted = 0
         self.reused_tokens = 0
         self.prompt_tokens_decoded = 0
         self._thread = threading.Thread(target=self._run, name="llama.cpp decoder", daemon=True)
@@ -296,7 +301,7 @@ class BatchEngine:
         slot = max(free, key=lambda s: (common_prefix(s.cached, tokens), -len(s.cached)))
         # Longest common prefix: this slot's own cells, or another slot's, shared without a copy.
         source, best = slot, common_prefix(slot.cached, tokens)
-        for other in self._slots:
+        for other in self._slots if self.unified else ():
             if other is not slot and (n := common_prefix(other.cached, tokens)) > best:
                 source, best = other, n
         keep = min(best, len(tokens) - 1)  # the last prompt token is decoded again for its logits
@@ -308,6 +313,8 @@ class BatchEngine:
         slot.cached = tokens[:keep]
         self.reused_tokens += keep
         slot.job, slot.prompt, slot.pending, slot.max_tokens = job, tokens, tokens[keep:], max_tokens
+        self._admitted += 1
+        slot.order = self._admitted
         slot.reply = ReplyText(job.decoding.stop, max_tokens)
         slot.sampler = self._sampler(job.decoding)
 
@@ -340,9 +347,12 @@ class BatchEngine:
         outputs: list[tuple[_Slot, int]] = []  # (slot, batch index of its logits)
         n = 0
         active = [s for s in self._slots if s.job is not None]
-        # Next-token steps first, then prompt chunks in slot order with what room is left.
-        active.sort(key=lambda s: len(s.cached) < len(s.prompt))
+        # Next-token steps first, then prompt chunks in admission order with what room is left.
+        active.sort(key=lambda s: (len(s.cached) < len(s.prompt), s.order))
+        waiting = self._share_prefixes([s for s in active if len(s.cached) < len(s.prompt)])
         for slot in active:
+            if slot in waiting:
+                continue
             take = min(len(slot.pending), PROMPT_CHUNK - n)
             if take <= 0:
                 continue
@@ -375,6 +385,33 @@ class BatchEngine:
         for slot, index in outputs:
             token = lc.llama_sampler_sample(slot.sampler, self.ctx, index)
             self._advance(slot, token)
+
+    def _share_prefixes(self, filling: list[_Slot]) -> list[_Slot]:
+        """Give each prompt the cells of its prefix that another sequence has already decoded (a shared
+        few-shot header is decoded once); returns the prompts that wait a step because a prompt ahead of
+        them is about to decode a prefix they share."""
+        if not self.unified:
+            return []
+        waiting = []
+        for i, slot in enumerate(filling):
+            start, limit = len(slot.cached), len(slot.prompt) - 1  # the last token is decoded for its logits
+            source, best = None, start
+            for other in self._slots:
+                if other is not slot and (n := min(common_prefix(other.cached, slot.prompt), limit)) > best:
+                    source, best = other, n
+            if source is not None:
+                self.llama_cpp.llama_memory_seq_cp(self.memory, source.seq_id, slot.seq_id, start, best)
+                slot.cached = slot.prompt[:best]
+                slot.pending = slot.prompt[best:]
+                self.reused_tokens += best - start
+            ahead = filling[:i]
+            if any(
+                min(common_prefix(a.prompt, slot.prompt), limit) >= len(slot.cached) + MIN_SHARED
+                and len(a.cached) < len(a.prompt)
+                for a in ahead
+            ):
+                waiting.append(slot)
+        return waiting
 
     def _advance(self, slot: _Slot, token: int) -> None:
         reply = slot.reply
