@@ -11,6 +11,7 @@ shared prefixes, and, with `--rss`, the peak RSS of a fresh process running the 
     python benchmarks/embedded_batching.py --threads 1 --concurrency 1 4 8 16
     python benchmarks/embedded_batching.py --rss --concurrency 8 16
     python benchmarks/embedded_batching.py --control
+    python benchmarks/embedded_batching.py --shared-prefix
 """
 
 from __future__ import annotations
@@ -145,6 +146,38 @@ def control(threads: int) -> None:
             print(f"| {'on' if extra else 'off'} | {n} | {tokens} | {tokens / cpu:.1f} |", flush=True)
 
 
+def shared_prefix(threads: int) -> None:
+    """8 prompts of ~1,000 tokens sharing all but their last line (like stage 2/3's few-shot prompts),
+    submitted together, 32 tokens each: CPU seconds at 1 and 8 sequences, and prompt tokens reused."""
+    from selfinstruct.lm.llamacpp import _import_llama
+    from selfinstruct.lm.llamacpp_batch import BatchEngine
+
+    lc = _import_llama()
+    words = ["Swimming", "Reading", "Cooking", "Running", "Singing", "Coding", "Walking", "Painting"] * 5
+    head = "".join(
+        f"Example {i}: Task: Is the sentence '{w} is a good idea' positive or negative? Output: positive\n"
+        for i, w in enumerate(words)
+    )
+    requests = [
+        head + f"Example {k}: Task: write about topic number {k} in detail. Output:" for k in range(8)
+    ]
+    print("| sequences | KV cache | CPU s | prompt tokens decoded / reused |\n|---:|---|---:|---:|")
+    for n, unified in ((1, True), (8, True), (8, False)):
+        engine = BatchEngine(
+            embedded_gguf_path(), n_seq=n, n_ctx_seq=2048, threads=threads, unified=unified, llama_cpp=lc
+        )
+        before = sum(os.times()[:2])
+        for future in [engine.submit(p, Decoding(max_tokens=32)) for p in requests]:
+            future.result()
+        cpu = sum(os.times()[:2]) - before
+        kind = "unified" if unified else "one stream per sequence"
+        print(
+            f"| {n} | {kind} | {cpu:.1f} | {engine.prompt_tokens_decoded} / {engine.reused_tokens} |",
+            flush=True,
+        )
+        engine.close()
+
+
 def rss_child(concurrency: int, threads: int, n: int, tokens: int) -> None:
     batched(threads, concurrency, prompts(n), tokens)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB
@@ -163,7 +196,11 @@ def main() -> None:
     parser.add_argument(
         "--control", action="store_true", help="tokens per CPU second, extra buffer types on/off"
     )
+    parser.add_argument("--shared-prefix", action="store_true", help="prompts sharing a long prefix")
     args = parser.parse_args()
+    if args.shared_prefix:
+        shared_prefix(args.threads)
+        return
     if args.control:
         control(args.threads)
         return
