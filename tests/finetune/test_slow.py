@@ -68,6 +68,24 @@ def test_lora_on_the_embedded_model(tmp_path: Path) -> None:
     assert all(0 < loss < 20 for _, loss in summary.loss_history)
     assert summary.trainable_parameters < summary.total_parameters / 50  # LoRA r8 on attention only
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    # The llama.cpp adapter of the embedded GGUF (gemma3 tensor names): llama.cpp loads it on the base,
+    # and it moves the logits (its exactness is tests/finetune/test_gguf_adapter.py's job).
+    assert summary.gguf_adapter == str(out / "adapter.gguf")
+    import llama_cpp
+    import numpy as np
+
+    def last_logits(lora: str | None) -> np.ndarray:
+        extra = {"lora_path": lora} if lora else {}
+        llm = llama_cpp.Llama(
+            summary.gguf_base, n_ctx=64, n_threads=1, logits_all=True, verbose=False, **extra
+        )
+        try:
+            llm.eval(llm.tokenize(b"Name a primary colour.\nOutput:"))
+            return np.array(llm.scores[llm.n_tokens - 1])
+        finally:
+            llm.close()
+
+    assert np.abs(last_logits(summary.gguf_adapter) - last_logits(None)).max() > 1e-3
 
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
