@@ -10,10 +10,11 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
+from selfinstruct.analysis.stats import table1
+from selfinstruct.cli.seeds import seeds
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.records import Instance, Task
 from selfinstruct.seeds import list_builtin_seed_sets, load_seed_tasks, save_seed_tasks
-from selfinstruct.seeds.command import seeds, summarize_seeds
 
 
 @pytest.fixture
@@ -24,16 +25,28 @@ def invoke() -> Callable[..., Result]:
     return lambda *args: runner.invoke(app, [*args], env={"COLUMNS": "200"})
 
 
-def test_summarize_seeds_counts_like_table_1() -> None:
+def _printed(output: str, label: str) -> str:
+    """The value the command's table prints on the row labelled `label`."""
+    line = next(ln for ln in output.splitlines() if f" {label} " in ln)
+    return line.strip(" │").split("│")[-1].strip()
+
+
+def test_a_seed_set_is_summarized_by_table_1(invoke: Callable[..., Result], tmp_path: Path) -> None:
     tasks = [
         Task("Name a fruit that is red.", (Instance("", "Apple"), Instance("", "Cherry")), False),
         Task("Is the number even?", (Instance("4", "Yes"), Instance("a b c", "No way at all")), True),
     ]
-    summary = summarize_seeds(tasks)
-    assert (summary.tasks, summary.classification, summary.instances, summary.empty_inputs) == (2, 1, 4, 2)
-    assert summary.instruction_words == (6 + 4) / 2
-    assert summary.input_words == (1 + 3) / 2  # empty inputs are not averaged in
-    assert summary.output_words == (1 + 1 + 1 + 4) / 4
+    summary = table1(tasks)
+    assert (summary.instructions, summary.classification, summary.instances) == (2, 1, 4)
+    assert summary.empty_input_instances == 2
+    assert summary.avg_instruction_words == (6 + 4) / 2
+    assert summary.avg_nonempty_input_words == (1 + 3) / 2  # empty inputs are not averaged in
+    assert summary.avg_output_words == (1 + 1 + 1 + 4) / 4
+    path = save_seed_tasks(tasks, tmp_path / "two.jsonl")
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    for label, value in summary.rows():  # the command prints the same rows as the data report
+        assert _printed(result.output, label) == value
 
 
 def test_list_shows_every_builtin_set(invoke: Callable[..., Result]) -> None:
@@ -52,7 +65,8 @@ def test_check_and_save_a_builtin_set(invoke: Callable[..., Result], tmp_path: P
     assert result.exit_code == 0, result.output
     medical = load_seed_tasks("medical")
     clf = [t for t in medical if t.is_classification]
-    assert f"{len(clf)} / 0" in result.output
+    assert _printed(result.output, "- # of classification instructions") == str(len(clf))
+    assert _printed(result.output, "- # of non-classification instructions") == "0"
     assert load_seed_tasks(out) == clf
     assert f"Saved {len(clf)} seed tasks" in result.output
 

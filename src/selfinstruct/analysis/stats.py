@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from selfinstruct.analysis.sources import GeneratedTask
 from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS
 from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.records import Task
 
 # The order the pipeline applies its filters in, so the funnel reads top to bottom; unknown verdicts follow.
 CANDIDATE_FILTER_ORDER = CANDIDATE_VERDICTS
@@ -64,7 +65,7 @@ class Lengths:
     output: list[int]
 
 
-def lengths(tasks: Sequence[GeneratedTask]) -> Lengths:
+def lengths(tasks: Sequence[GeneratedTask | Task]) -> Lengths:
     return Lengths(
         instruction=[word_count(t.instruction) for t in tasks],
         nonempty_input=[word_count(i.input) for t in tasks for i in t.instances if i.input.strip()],
@@ -72,7 +73,7 @@ def lengths(tasks: Sequence[GeneratedTask]) -> Lengths:
     )
 
 
-def table1(tasks: Sequence[GeneratedTask]) -> Table1:
+def table1(tasks: Sequence[GeneratedTask | Task]) -> Table1:
     """Every task counts as an instruction; instances are those attached to it (the kept ones for a run)."""
     lens = lengths(tasks)
     instances = [i for t in tasks for i in t.instances]
