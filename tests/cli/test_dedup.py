@@ -10,8 +10,9 @@ import typer
 from rouge_score import rouge_scorer
 from typer.testing import CliRunner
 
-from selfinstruct.cli.dedup import dedup, dedup_file
+from selfinstruct.cli.dedup import dedup
 from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.novelty.dedup import dedup_file
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

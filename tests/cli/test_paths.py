@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import SELFINSTRUCT
 
-from selfinstruct.cli.dedup import dedup_file
 from selfinstruct.errors import UserError
+from selfinstruct.novelty.dedup import dedup_file
 from selfinstruct.paths import atomic_write, same_file
 from selfinstruct.pipeline.session import open_run
 from selfinstruct.testing.fake_server import FakeOpenAIServer
