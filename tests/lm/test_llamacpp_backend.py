@@ -47,7 +47,8 @@ def test_embedded_path_is_assembled_once_and_stamped(gguf: Path) -> None:
 
 @pytest.mark.slow
 def test_embedded_greedy_completion_through_the_client(gguf: Path, tmp_path: Path) -> None:
-    settings = LMSettings(backend="embedded", threads=1, context_length=512)
+    # Concurrency 1: greedy replies are then independent of what else is in flight (batched rows are not).
+    settings = LMSettings(backend="embedded", threads=1, context_length=512, concurrency=1)
     cache = SQLiteResponseCache(tmp_path / "run.sqlite")
     greedy = Decoding(temperature=0.0, max_tokens=24, stop=("\n\n",))
     cut = Decoding(temperature=0.0, max_tokens=3)
