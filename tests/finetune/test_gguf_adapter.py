@@ -25,6 +25,7 @@ from selfinstruct.finetune.gguf_adapter import (  # noqa: E402
     permute_rows,
     write_gguf_adapter,
 )
+from selfinstruct.lm.llamacpp_load import load_high_level  # noqa: E402
 
 VOCAB = 300  # 3 special tokens, 256 byte tokens (llama.cpp's SPM vocabulary needs <0x0A>), the rest plain
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 64, 2, 4, 2, 128
@@ -89,8 +90,9 @@ def write_tiny_llama_gguf(model: object, path: Path) -> None:
 
 def llama_cpp_logits(model_path: Path, lora_path: Path | None = None) -> np.ndarray:
     extra = {"lora_path": str(lora_path)} if lora_path else {}
-    llm = llama_cpp.Llama(
-        str(model_path), n_ctx=64, n_batch=64, n_threads=1, logits_all=True, verbose=False, **extra
+    # AMX-safe, as every GGUF load in the project (llama.cpp's AMX path crashes on AMX VMs).
+    llm = load_high_level(
+        llama_cpp, model_path, n_ctx=64, n_batch=64, n_threads=1, logits_all=True, verbose=False, **extra
     )
     try:
         llm.eval(TOKENS)

@@ -74,10 +74,12 @@ def test_lora_on_the_embedded_model(tmp_path: Path) -> None:
     import llama_cpp
     import numpy as np
 
+    from selfinstruct.lm.llamacpp_load import load_high_level
+
     def last_logits(lora: str | None) -> np.ndarray:
         extra = {"lora_path": lora} if lora else {}
-        llm = llama_cpp.Llama(
-            summary.gguf_base, n_ctx=64, n_threads=1, logits_all=True, verbose=False, **extra
+        llm = load_high_level(  # AMX-safe, as every GGUF load in the project
+            llama_cpp, summary.gguf_base, n_ctx=64, n_threads=1, logits_all=True, verbose=False, **extra
         )
         try:
             llm.eval(llm.tokenize(b"Name a primary colour.\nOutput:"))
