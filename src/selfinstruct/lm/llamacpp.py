@@ -14,8 +14,10 @@
 - The model loads without llama.cpp's extra buffer types where the CPU has AMX (`llamacpp_load`).
 - At concurrency 1 the tokens are exactly those of llama-cpp-python's one-at-a-time `Llama` API. Above 1,
   a greedy reply can differ slightly with what it was batched with (llama.cpp's kernels depend on the
-  number of rows), so a from-scratch rerun may differ slightly, as with vLLM; a resumed run is identical,
-  since answered requests come from the run's cache.
+  number of rows), so a from-scratch rerun may differ slightly, as with vLLM. A resumed run takes every
+  request answered before from the run's cache; only the requests in flight at the interruption are
+  decoded again, in another batch, and may differ slightly from an uninterrupted run (never at
+  concurrency 1).
 - `lora` applies a LoRA adapter in llama.cpp's GGUF format (stage 5 writes one) on the same context; the
   adapter's hash is part of the backend's identity, so cached replies never cross adapters.
 - `api="chat"` is ignored: the default model is a base model without a chat template.

@@ -18,13 +18,15 @@ the one-at-a-time backend's (prompt chunks of 512, then one token per step), so 
 
 Prefix reuse: the KV cells of a finished request's prompt stay tagged with its slot. A new request takes
 the longest common token prefix with any slot (its own earlier prompt, or another slot's cells, shared
-by `llama_memory_seq_cp` at no cost in a unified cache) and decodes only the rest. The reply's cells are
-freed when the request finishes, and the stale prompt cells when the slot takes a new request.
+by `llama_memory_seq_cp` at no cost in a unified cache) and decodes only the rest. Prompts admitted
+together that share a prefix (the stages' few-shot headers) do not each decode it: a prompt waits a step
+while one ahead of it decodes the shared part, then takes those cells. The reply's cells are freed when
+the request finishes, and the stale prompt cells when the slot takes a new request.
 
 Numerics: llama.cpp's matrix kernels differ with the number of rows in a batch, so a greedy reply can
 change with what it was batched with. A from-scratch rerun at a concurrency above 1 may therefore differ
-slightly from an earlier run (as with vLLM); a resumed run is identical, since answered requests come
-from the run's cache.
+slightly from an earlier run (as with vLLM); a resumed run takes every answered request from the run's
+cache, and only the requests in flight at the interruption are decoded again (in another batch).
 """
 
 from __future__ import annotations
