@@ -75,8 +75,11 @@ def llama_cpp_runs(
     """Greedy tokens and first-token log-probabilities per prompt (same token ids as transformers)."""
     import llama_cpp
 
+    from selfinstruct.lm.llamacpp_load import load_high_level
+
     extra = {"lora_path": str(lora)} if lora else {}
-    llm = llama_cpp.Llama(str(base), n_ctx=1024, n_threads=1, logits_all=False, verbose=False, **extra)
+    # Through the AMX-safe loader: plain Llama() would crash on Intel CPUs with AMX.
+    llm = load_high_level(llama_cpp, base, n_ctx=1024, n_threads=1, logits_all=False, verbose=False, **extra)
     vocab = llm.n_vocab()
 
     def last_logits() -> np.ndarray:

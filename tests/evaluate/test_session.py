@@ -76,7 +76,8 @@ def test_a_registered_evaluation_runs_like_the_built_in_ones(tmp_path: Path, qui
         again = run_evaluation(config)
         assert server.requests_served == 2  # the rerun is answered by the cache beside --out
         prompts = [body["prompt"] for body in server.bodies]
-    assert prompts == ["Question: Capital of France?\nAnswer:", "Question: Capital of Peru?\nAnswer:"]
+    # Requests are in flight together: the server may see them in either order.
+    assert sorted(prompts) == ["Question: Capital of France?\nAnswer:", "Question: Capital of Peru?\nAnswer:"]
     assert again.usage["eval"]["cache_hits"] == 2 and (tmp_path / "eval" / session.CACHE_NAME).is_file()
     assert report.kind == "quiz" and report.group_by == "round"
     assert [item.prediction for item in report.items] == ["Paris", "no idea"]

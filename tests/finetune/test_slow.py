@@ -21,7 +21,7 @@ def test_torchrun_two_processes(tiny_base: Path, instances_file: Path, tmp_path:
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "selfinstruct.finetune", "--data", str(instances_file), "--base", str(tiny_base)]
+    cmd += ["-m", "selfinstruct", "finetune", "--data", str(instances_file), "--base", str(tiny_base)]
     cmd += ["--out", str(out), "--max-steps", "2", "--max-seq-length", "64", "--no-seeds", "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
