@@ -71,7 +71,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Measured rates of the CPU preset on the embedded model (2 cores; docs/benchmarks.md): seconds per unit.
+# Seconds per unit for the embedded model on 2 cores, taken from the separate figures in docs/benchmarks.md
+# (batched generate ~11 s per instruction, LoRA steps of 4 x 256, eval at the default concurrency) on a
+# machine shared with other jobs; a whole `reproduce` run has not yet checked them, so the plan prints them
+# as an estimate.
 CPU_RATES = {
     "generate_per_instruction": 10.0,
     "finetune_load": 60.0,
