@@ -76,7 +76,7 @@ def reproduce(
     expected = loop.expected_seconds
     console.print(
         f"Expected time of what is left: {_fmt(expected)}"
-        + (" (an estimate from the embedded model's figures on 2 cores; yours may differ)" if expected else "")
+        + (" (estimated from the embedded model's figures on 2 cores; yours may differ)" if expected else "")
     )
     if dry_run:
         return
