@@ -28,6 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the backend does, before llama_cpp loads
 
+import embedded_tokens
 from embedded_tokens import BARE_OPTIONS, machine
 from selfinstruct.lm.base import Decoding
 from selfinstruct.lm.embedded import embedded_gguf_path
@@ -36,12 +37,7 @@ from selfinstruct.lm.llamacpp_load import load_high_level
 from selfinstruct.lm.settings import LMSettings
 
 TASKS = [
-    "Write a short poem about the first snow of the year.",
-    "Give three tips for staying focused while studying at home.",
-    "Classify the sentiment of this sentence: I waited an hour and the food was cold.",
-    "Explain what a binary search does to a ten-year-old.",
-    "Suggest a name for a bakery that only sells bread made with rye.",
-    "Convert 72 degrees Fahrenheit to Celsius and show the steps.",
+    *embedded_tokens.TASKS,
     "List the planets of the solar system in order of size.",
     "Rewrite this sentence in the passive voice: The cat chased the mouse.",
 ]

@@ -81,25 +81,28 @@ async def generate_records(
     decoding = options.decoding()
     requests = [Request(item.prompt, decoding, stage="eval", metadata={"id": item.id}) for item in items]
     completions = await client.complete_many(requests)
-    records = []
-    for item, completion in zip(items, completions, strict=True):
-        prediction = postprocess_prediction(completion.text, options.postprocess)
-        records.append(
-            ItemRecord(
-                id=item.id,
-                task=item.task,
-                category=item.category,
-                instruction=item.instruction,
-                input=item.input,
-                prompt=item.prompt,
-                prediction=prediction,
-                raw_output=completion.text,
-                finish_reason=completion.finish_reason,
-                references=list(item.references),
-                scores=score_prediction(prediction, item.references, english=item.english),
-            )
-        )
-    return records
+    return [
+        scored_record(item, completion.text, completion.finish_reason, options.postprocess)
+        for item, completion in zip(items, completions, strict=True)
+    ]
+
+
+def scored_record(item: EvalItem, raw: str, finish_reason: str, postprocess: Postprocess) -> ItemRecord:
+    """One item's record: the reply post-processed, then scored against the item's references."""
+    prediction = postprocess_prediction(raw, postprocess)
+    return ItemRecord(
+        id=item.id,
+        task=item.task,
+        category=item.category,
+        instruction=item.instruction,
+        input=item.input,
+        prompt=item.prompt,
+        prediction=prediction,
+        raw_output=raw,
+        finish_reason=finish_reason,
+        references=list(item.references),
+        scores=score_prediction(prediction, item.references, english=item.english),
+    )
 
 
 def given_records(
@@ -110,22 +113,8 @@ def given_records(
     records = []
     for item in items:
         given = predictions.by_id[item.id]
-        prediction = postprocess_prediction(given.text, postprocess)
-        records.append(
-            ItemRecord(
-                id=item.id,
-                task=item.task,
-                category=item.category,
-                instruction=item.instruction,
-                input=item.input,
-                prompt=item.prompt,
-                prediction=prediction,
-                raw_output=given.text,
-                finish_reason="given" if given.line is not None else "missing",
-                references=list(item.references),
-                scores=score_prediction(prediction, item.references, english=item.english),
-            )
-        )
+        finish = "given" if given.line is not None else "missing"
+        records.append(scored_record(item, given.text, finish, postprocess))
     return records
 
 
