@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,3 +37,30 @@ def openai_overrides(base_url: str, **extra: object) -> dict[str, object]:
     }
     overrides.update(extra)
     return overrides
+
+
+def generate_command(
+    run_dir: Path, base_url: str, *, num: int, concurrency: int = 4, export: bool = True
+) -> list[str]:
+    """`selfinstruct generate` against a fake server, as a subprocess runs it (no progress bar)."""
+    command = [
+        *SELFINSTRUCT,
+        *("generate", "--out", str(run_dir), "--backend", "openai", "--base-url", base_url),
+        *("--model", "fake-model", "--num-instructions", str(num), "--concurrency", str(concurrency)),
+        "--no-progress",
+    ]
+    return command if export else [*command, "--no-export"]
+
+
+def count_rows(db: Path, sql: str) -> int:
+    """A count from a run database another process may be writing; 0 while it does not exist yet."""
+    try:
+        conn = sqlite3.connect(db)
+    except sqlite3.Error:
+        return 0
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()

@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import SELFINSTRUCT
+from tests.conftest import SELFINSTRUCT, count_rows, generate_command
 
 from selfinstruct.testing.fake_server import FakeOpenAIServer
 from selfinstruct.testing.responder import self_instruct_responder
@@ -100,38 +99,19 @@ def test_lm_failure_exits_1_and_the_run_resumes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def _generate(run_dir: Path, base_url: str) -> list[str]:
-    return [
-        *SELFINSTRUCT,
-        *("generate", "--out", str(run_dir), "--backend", "openai", "--base-url", base_url),
-        *("--model", "fake-model", "--num-instructions", "20", "--concurrency", "2"),
-        *("--no-progress", "--no-export"),
-    ]
-
-
-def _count(db: Path, sql: str) -> int:
-    try:
-        conn = sqlite3.connect(db)
-    except sqlite3.Error:
-        return 0
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
-
-
 def test_ctrl_c_exits_130_with_one_line_and_the_run_resumes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     db = run_dir / "run.sqlite"
     with FakeOpenAIServer(self_instruct_responder, latency=0.1) as server:
         proc = subprocess.Popen(
-            _generate(run_dir, server.base_url), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            generate_command(run_dir, server.base_url, num=20, concurrency=2, export=False),
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if _count(db, "SELECT COUNT(*) FROM gen_requests WHERE status='done'") >= 2:
+            if count_rows(db, "SELECT COUNT(*) FROM gen_requests WHERE status='done'") >= 2:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()[1].decode()
@@ -142,10 +122,15 @@ def test_ctrl_c_exits_130_with_one_line_and_the_run_resumes(tmp_path: Path) -> N
         lines = [line for line in text.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("Interrupted."), text
         assert str(run_dir) in lines[0]
-        kept_before = _count(db, "SELECT COUNT(*) FROM instructions")
+        kept_before = count_rows(db, "SELECT COUNT(*) FROM instructions")
         assert kept_before < 20
 
-        result = subprocess.run(_generate(run_dir, server.base_url), env=ENV, capture_output=True, text=True)
+        result = subprocess.run(
+            generate_command(run_dir, server.base_url, num=20, concurrency=2, export=False),
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
     assert result.returncode == 0, result.stderr
     assert "Resuming" in result.stderr
-    assert _count(db, "SELECT COUNT(*) FROM instructions") >= 20
+    assert count_rows(db, "SELECT COUNT(*) FROM instructions") >= 20

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import SELFINSTRUCT
+from tests.conftest import generate_command
 
 from selfinstruct.config import resolve_settings
 from selfinstruct.lm.base import Decoding, LMError, Request
@@ -100,32 +100,14 @@ def _leaks(blobs: dict[str, bytes]) -> list[str]:
     return [name for name, blob in blobs.items() if any(n in blob for n in needles)]
 
 
-def _generate(run_dir: Path, url: str, num: int = 6) -> list[str]:
-    return [
-        *SELFINSTRUCT,
-        "generate",
-        "--out",
-        str(run_dir),
-        "--backend",
-        "openai",
-        "--base-url",
-        url,
-        "--model",
-        "fake-model",
-        "--num-instructions",
-        str(num),
-        "--concurrency",
-        "4",
-        "--no-progress",
-    ]
-
-
 def test_the_password_reaches_no_file_and_no_output(tmp_path: Path) -> None:
     env = {**os.environ, "OPENAI_API_KEY": "sk-also-set-77", "PYTHONUNBUFFERED": "1"}
     run_dir = tmp_path / "run"
     with FakeOpenAIServer(self_instruct_responder, basic_auth=(USER, SECRET)) as server:
         url = _with_credentials(server.base_url)
-        done = subprocess.run(_generate(run_dir, url), capture_output=True, env=env, timeout=300)
+        done = subprocess.run(
+            generate_command(run_dir, url, num=6), capture_output=True, env=env, timeout=300
+        )
         assert done.returncode == 0, done.stderr.decode()
         assert server.requests_served > 0
         # The summary shows the endpoint, without its credentials.
@@ -134,7 +116,7 @@ def test_the_password_reaches_no_file_and_no_output(tmp_path: Path) -> None:
         # A wrong password: exit 1, one line, the password still nowhere.
         wrong = _with_credentials(server.base_url, password=SECRET + "-old")
         refused = subprocess.run(
-            _generate(tmp_path / "refused", wrong), capture_output=True, env=env, timeout=300
+            generate_command(tmp_path / "refused", wrong, num=6), capture_output=True, env=env, timeout=300
         )
         assert refused.returncode == 1
         assert len(refused.stderr.decode().strip().splitlines()) == 1, refused.stderr.decode()
@@ -156,7 +138,7 @@ def test_the_password_is_not_in_the_wal_of_a_killed_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with FakeOpenAIServer(self_instruct_responder, basic_auth=(USER, SECRET), latency=0.05) as server:
-        command = _generate(run_dir, _with_credentials(server.base_url), num=200)
+        command = generate_command(run_dir, _with_credentials(server.base_url), num=200)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wal = run_dir / "run.sqlite-wal"
         deadline = time.monotonic() + 120

@@ -11,42 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import SELFINSTRUCT
+from tests.conftest import count_rows, generate_command
 
 from selfinstruct.prompts import INPUT_FIRST_HEADER
 from selfinstruct.testing.fake_server import FakeOpenAIServer, FaultPlan
 from selfinstruct.testing.responder import self_instruct_responder
-
-
-def _command(run_dir: Path, base_url: str) -> list[str]:
-    return [
-        *SELFINSTRUCT,
-        "generate",
-        "--out",
-        str(run_dir),
-        "--backend",
-        "openai",
-        "--base-url",
-        base_url,
-        "--model",
-        "fake-model",
-        "--num-instructions",
-        "40",
-        "--concurrency",
-        "4",
-        "--no-progress",
-        "--no-export",
-    ]
-
-
-def _count(db: Path, sql: str) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
 
 
 def test_sigkill_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
@@ -55,25 +24,33 @@ def test_sigkill_then_resume_loses_and_doubles_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with FakeOpenAIServer(self_instruct_responder, latency=0.05) as server:
         proc = subprocess.Popen(
-            _command(run_dir, server.base_url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            generate_command(run_dir, server.base_url, num=40, export=False),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if db.exists() and _count(db, "SELECT COUNT(*) FROM instances") >= 5:
+            if db.exists() and count_rows(db, "SELECT COUNT(*) FROM instances") >= 5:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        killed_done = _count(db, "SELECT COUNT(*) FROM gen_requests WHERE status='done'")
-        kept_before = _count(db, "SELECT COUNT(*) FROM instructions")
+        killed_done = count_rows(db, "SELECT COUNT(*) FROM gen_requests WHERE status='done'")
+        kept_before = count_rows(db, "SELECT COUNT(*) FROM instructions")
         assert 0 < kept_before < 40
         conn = sqlite3.connect(db)
         answered = {row[0] for row in conn.execute("SELECT prompt FROM lm_cache")}
         conn.close()
         n_bodies = len(server.bodies)
 
-        result = subprocess.run(_command(run_dir, server.base_url), env=env, capture_output=True, timeout=300)
+        result = subprocess.run(
+            generate_command(run_dir, server.base_url, num=40, export=False),
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr.decode()
         assert b"Resuming" in result.stderr
         resent = [b.get("prompt") for b in server.bodies[n_bodies:]]
@@ -123,7 +100,13 @@ def test_a_request_failing_for_good_exits_1_with_one_line_and_the_rerun_complete
     run_dir = tmp_path / "run"
     db = run_dir / "run.sqlite"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}  # the table's rows unwrapped
-    command = [*_command(run_dir, "URL"), "--reply-retries", "1", "--max-retries", "1"]
+    command = [
+        *generate_command(run_dir, "URL", num=40, export=False),
+        "--reply-retries",
+        "1",
+        "--max-retries",
+        "1",
+    ]
     plan = FaultPlan(sticky_garbage=1.0, sticky_match=INPUT_FIRST_HEADER)
     with FakeOpenAIServer(self_instruct_responder, faults=plan) as broken:
         url = broken.base_url
@@ -136,7 +119,7 @@ def test_a_request_failing_for_good_exits_1_with_one_line_and_the_rerun_complete
     assert "instances request failed after 2 attempts" in stderr and "Rerun the same command" in stderr
     assert "Traceback" not in stderr and "never retrieved" not in stderr
     assert not (run_dir / "summary.json").exists()
-    assert _count(db, "SELECT COUNT(*) FROM instructions WHERE instances_status != 'done'") > 0
+    assert count_rows(db, "SELECT COUNT(*) FROM instructions WHERE instances_status != 'done'") > 0
     with FakeOpenAIServer(self_instruct_responder, faults=FaultPlan(seed=2, server_error=0.2)) as mended:
         done = subprocess.run(
             [mended.base_url if arg == "URL" else arg for arg in command] + ["--max-retries", "8"],
@@ -149,7 +132,7 @@ def test_a_request_failing_for_good_exits_1_with_one_line_and_the_rerun_complete
     unfinished = (
         "SELECT COUNT(*) FROM instructions WHERE is_classification IS NULL OR instances_status != 'done'"
     )
-    assert _count(db, unfinished) == 0 and _count(db, "SELECT COUNT(*) FROM instructions") >= 40
+    assert count_rows(db, unfinished) == 0 and count_rows(db, "SELECT COUNT(*) FROM instructions") >= 40
     summary = json.loads((run_dir / "summary.json").read_text())
     retries = {row["stage"]: row["retries"] for row in summary["usage"]}
     assert retries["total"] > 0
