@@ -396,21 +396,17 @@ def _superni_predictions() -> list[dict[str, Any]]:
     return rows
 
 
+def _superni_given_args(predictions: Path, tasks_filter: str = FILTER) -> list[str]:
+    """`eval superni` on the first 2 instances of the filtered tasks, scoring the given predictions."""
+    return ["superni", "--tasks", str(DATA), "--tasks-filter", tasks_filter, "--limit", "2", "--predictions",
+            str(predictions)]  # fmt: skip
+
+
 def test_superni_predictions_score_like_the_model_and_compare(tmp_path: Path) -> None:
     with FakeOpenAIServer(responder=superni_responder) as server:
         model = run_superni(server, tmp_path / "model.json", "--limit", "2")
     path = _write_jsonl(tmp_path / "preds.jsonl", _superni_predictions())
-    args = [
-        "superni",
-        "--tasks",
-        str(DATA),
-        "--tasks-filter",
-        FILTER,
-        "--limit",
-        "2",
-        "--predictions",
-        str(path),
-    ]
+    args = _superni_given_args(path)
     given = _score_given(args, tmp_path / "given.json")
     assert [(i["id"], i["prediction"], i["scores"]) for i in given["items"]] == [
         (i["id"], i["prediction"], i["scores"]) for i in model["items"]
@@ -429,18 +425,7 @@ def test_superni_predictions_score_like_the_model_and_compare(tmp_path: Path) ->
     ]
     other = _write_jsonl(tmp_path / "task.jsonl", task_rows)
     report = _score_given(
-        [
-            "superni",
-            "--tasks",
-            str(DATA),
-            "--tasks-filter",
-            ANSWERED,
-            "--limit",
-            "2",
-            "--predictions",
-            str(other),
-            "--missing-as-empty",
-        ],
+        [*_superni_given_args(other, ANSWERED), "--missing-as-empty"],
         tmp_path / "t.json",
     )
     reasons = [(i["raw_output"], i["finish_reason"]) for i in report["items"]]
@@ -468,17 +453,7 @@ def test_bad_prediction_files_exit_2_naming_the_line(tmp_path: Path, rows: Any, 
         rows = good[1:]
     path = _write_jsonl(tmp_path / "bad.jsonl", rows)
     out = tmp_path / "o.json"
-    args = [
-        "superni",
-        "--tasks",
-        str(DATA),
-        "--tasks-filter",
-        FILTER,
-        "--limit",
-        "2",
-        "--predictions",
-        str(path),
-    ]
+    args = _superni_given_args(path)
     result = runner.invoke(eval_app, [*args, "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert f"{path}{message}" in " ".join(result.output.split())
