@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def _write_marker(out: Path, record: StepRecord) -> None:
     path = out / MARKERS / f"{record.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(record) | {"ran_now": False}, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(asdict(record), indent=1), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -142,7 +142,7 @@ def run_steps(
             datetime.now(UTC).isoformat(timespec="seconds"),
         )
         _write_marker(out, record)
-        records.append(StepRecord(**{**asdict(record), "ran_now": True}))
+        records.append(replace(record, ran_now=True))
         if on_event:
             on_event(step, "done")
     return records
