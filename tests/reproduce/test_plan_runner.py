@@ -90,12 +90,45 @@ def test_plan_without_superni_and_on_a_server_needs_a_trainable_base(tmp_path: P
     )
     steps = {s.name: s for s in build_plan(settings, tmp_path)}
     assert "eval-base-superni" not in steps
+    # The server only generated the data: base and tuned are the fine-tuned model, on one runtime.
     base = steps["eval-base-user"].argv
-    assert base[base.index("--backend") + 1] == "openai" and base[base.index("--model") + 1] == "m"
+    assert base[base.index("--backend") + 1] == "transformers"
+    assert base[base.index("--model") + 1] == "Qwen/Qwen2.5-0.5B"
     tuned = steps["eval-tuned-user"].argv
     assert tuned[tuned.index("--backend") + 1] == "transformers"
     assert tuned[tuned.index("--model") + 1] == str(tmp_path / "model")
     assert steps["generate"].estimate_s is None  # a server's speed is not known in advance
+
+
+def _lm_flags(argv: tuple[str, ...]) -> dict[str, str]:
+    return {f: argv[argv.index(f) + 1] for f in ("--backend", "--model", "--lora", "--base-url") if f in argv}
+
+
+def test_base_and_tuned_are_evaluated_on_one_runtime(tmp_path: Path) -> None:
+    # Embedded default: the base evaluation uses generate's own flags, the tuned one adds the adapter.
+    settings = resolve_settings(None, None, {"generate": {"threads": 2}})
+    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    base, tuned = steps["eval-base-user"].argv, steps["eval-tuned-user"].argv
+    assert _lm_flags(base) in ({}, {"--backend": "embedded"}) and base[base.index("--threads") + 1] == "2"
+    assert _lm_flags(tuned) == {"--backend": "embedded", "--lora": str(tmp_path / "model" / "adapter.gguf")}
+    # Data from a server, a GGUF base: both evaluations on llama.cpp with that GGUF, never on the server.
+    settings = resolve_settings(
+        None,
+        None,
+        {
+            "generate": {"backend": "openai", "base-url": ["http://127.0.0.1:9/v1"], "concurrency": 4},
+            "finetune": {"base": "/models/small.gguf"},
+        },
+    )
+    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    base_flags = _lm_flags(steps["eval-base-user"].argv)
+    assert base_flags == {"--backend": "embedded", "--model": "/models/small.gguf"}
+    assert _lm_flags(steps["eval-tuned-user"].argv)["--lora"] == str(tmp_path / "model" / "adapter.gguf")
+    # A GGUF that generated the data is the base by default.
+    settings = resolve_settings(None, None, {"generate": {"model": "/models/own.gguf"}})
+    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    assert steps["finetune"].argv[steps["finetune"].argv.index("--base") + 1] == "/models/own.gguf"
+    assert _lm_flags(steps["eval-base-user"].argv)["--model"] == "/models/own.gguf"
 
 
 class FakeSteps:

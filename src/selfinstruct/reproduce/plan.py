@@ -21,8 +21,9 @@ from selfinstruct.settings_io import load_yaml
 Preset = Literal["cpu", "paper"]
 TunedRuntime = Literal["auto", "embedded", "transformers"]
 
-# Flags that pick the model being trained and evaluated: the base model's evaluations reuse the ones given to
-# `generate`, so the loop answers the paper's question (does the model improve on its own data?).
+# Flags that pick the generating model. When it is also the model being fine-tuned (the embedded default, or
+# `generate --backend embedded --model X.gguf` with that GGUF as the base), the base model's evaluations reuse
+# them, so the loop answers the paper's question (does the model improve on its own data?).
 LM_FLAGS = ("backend", "model", "base-url", "api", "api-key-env", "concurrency", "threads", "device")
 
 
@@ -206,6 +207,32 @@ def _eval_items(section: Mapping[str, Any], tasks: int, per_task_default: int) -
     return tasks * (int(limit) if limit else per_task_default)
 
 
+def eval_models(
+    settings: ReproduceSettings, lm: Mapping[str, Any], base: str, model_dir: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The LM flags of the base and of the tuned evaluations.
+
+    Both run on the same runtime, so the comparison measures the fine-tuning and not a runtime or
+    quantisation gap: on llama.cpp (base GGUF, then base GGUF + the adapter) or on transformers (the base,
+    then the merged model). When the generating model is the base on that runtime, its flags (threads,
+    concurrency) are kept; a model behind a server that only generated the data is not the base.
+    """
+    if tuned_runtime(settings) == "embedded":
+        keep = {k: v for k, v in lm.items() if k in ("threads", "concurrency")}
+        generated_by_base = lm.get("backend") in (None, "embedded") and lm.get("model", "embedded") == base
+        base_lm = dict(lm) if generated_by_base else {"backend": "embedded", "model": base, **keep}
+        if base_lm.get("model") == "embedded":
+            base_lm.pop("model")
+        tuned = {"backend": "embedded", "lora": f"{model_dir}/adapter.gguf"}
+        tuned.update({k: v for k, v in lm.items() if k == "threads"})
+        return base_lm, tuned
+    device = {k: v for k, v in lm.items() if k == "device"}
+    return (
+        {"backend": "transformers", "model": base, **device},
+        {"backend": "transformers", "model": model_dir, **device},
+    )
+
+
 def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
     """The loop's steps in order. Commands name the loop's files under `out` (absolute, so that paths the user
     gave, such as the SuperNI folder, keep meaning what they meant where the command was typed)."""
@@ -215,7 +242,9 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
 
     gen = {k: v for k, v in settings.generate.items() if k != "out"}
     lm = {k: v for k, v in gen.items() if k in LM_FLAGS}
-    finetune = {"base": "embedded", **settings.finetune}
+    # A GGUF that generated the data is, by default, the model fine-tuned on it.
+    own_gguf = lm.get("backend") in (None, "embedded") and str(lm.get("model", "")).endswith(".gguf")
+    finetune = {"base": lm["model"] if own_gguf else "embedded", **settings.finetune}
     if "base" not in settings.finetune and lm.get("backend") not in (None, "embedded"):
         raise UserError(
             "reproduce: set finetune.base (a Hugging Face model id or directory, or a GGUF file) when "
@@ -233,19 +262,7 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
              ("finetune", "--data", at("data/finetune.jsonl"), "--out", at("model"), *to_flags(finetune)),
              ("model/selfinstruct_finetune.json",), ("prepare",), est.get("finetune")),
     ]  # fmt: skip
-    tuned_lm = (
-        {
-            "backend": "embedded",
-            "lora": at("model/adapter.gguf"),
-            **{k: v for k, v in lm.items() if k == "threads"},
-        }
-        if tuned_runtime(settings) == "embedded"
-        else {
-            "backend": "transformers",
-            "model": at("model"),
-            **{k: v for k, v in lm.items() if k == "device"},
-        }
-    )
+    base_lm, tuned_lm = eval_models(settings, lm, str(finetune["base"]), at("model"))
     evals: list[tuple[str, str, tuple[str, ...]]] = []
     if settings.superni.get("tasks"):
         evals.append(("superni", "SuperNI", ("eval", "superni", *to_flags(settings.superni))))
@@ -260,7 +277,7 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
         common = (*argv, *to_flags(settings.eval))
         steps.append(
             Step(f"eval-base-{key}", f"Evaluate the base model on {label}",
-                 (*common, *to_flags(lm), "--out", at(f"eval/base_{key}.json")),
+                 (*common, *to_flags(base_lm), "--out", at(f"eval/base_{key}.json")),
                  (f"eval/base_{key}.json",), (), estimate)
         )  # fmt: skip
         steps.append(
