@@ -173,6 +173,51 @@ def assert_kept(before: Snapshot, after: Snapshot) -> None:
         assert rows <= after.tables[name], f"{name}: rows recorded before the kill changed or vanished"
 
 
+# The records a run is made of, without timestamps and in an order that does not depend on timing
+# (instances get their rowids in the order stage 3 finishes).
+_FINAL_RECORDS = {
+    "gen_requests": "SELECT id, prompt_instructions, prompt, status, finish_reason, reply FROM gen_requests"
+    " ORDER BY id",
+    "candidates": "SELECT * FROM candidates ORDER BY id",
+    "instructions": "SELECT id, candidate_id, instruction, most_similar, avg_similarity, max_similarity,"
+    " is_classification, clf_reply, instances_status, instances_reply, instances_finish FROM instructions"
+    " ORDER BY id",
+    "instances": "SELECT instruction_id, position, input, output, verdict, detail FROM instances"
+    " ORDER BY instruction_id, position",
+}
+
+
+def final_records(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    conn = _connect_ro(db)
+    try:
+        return {name: conn.execute(sql).fetchall() for name, sql in _FINAL_RECORDS.items()}
+    finally:
+        conn.close()
+
+
+def replay_from_scratch(db: Path, command: list[str], run: Path, replay: Path) -> dict[str, object]:
+    """The same run, uninterrupted, from the same replies: a copy of the run's settings, seeds and
+    response cache with every record removed, run again. Returns its usage per stage."""
+    replay.mkdir()
+    source, copy = _connect_ro(db), sqlite3.connect(replay / db.name)
+    try:
+        source.backup(copy)
+        for table in ("instances", "instructions", "candidates", "gen_requests"):
+            copy.execute(f"DELETE FROM {table}")
+        copy.commit()
+    finally:
+        source.close()
+        copy.close()
+    result = subprocess.run(
+        [str(replay) if arg == str(run) else arg for arg in command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return {row["stage"]: row for row in json.loads((replay / "summary.json").read_text())["usage"]}
+
+
 def test_sigkill_twice_on_the_embedded_model_then_resume_decodes_nothing_twice(tmp_path: Path) -> None:
     run = tmp_path / "run"
     db = run / "run.sqlite"
@@ -256,3 +301,10 @@ def test_sigkill_twice_on_the_embedded_model_then_resume_decodes_nothing_twice(t
             assert recorded == cached, stage
     finally:
         conn.close()
+
+    # Where determinism holds, the resumed run equals an uninterrupted one: with the same replies (a
+    # from-scratch decode with batching may differ, so the replay takes them all from the cache and
+    # decodes nothing), the same seed gives the same requests, candidates, instructions and instances.
+    replay_usage = replay_from_scratch(db, command, run, tmp_path / "replay")
+    assert replay_usage["total"]["requests"] == replay_usage["total"]["cache_hits"] > 0, replay_usage
+    assert final_records(tmp_path / "replay" / db.name) == final_records(db)
