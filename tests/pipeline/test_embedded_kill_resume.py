@@ -4,9 +4,13 @@ Batched llama.cpp decoding is not reproducible from scratch (a reply can change 
 with), so the guarantee checked here is the cache's: a request answered before a kill is never decoded
 again, its reply is served from `lm_cache` as it was stored, and every record built from it stays.
 
+Kill 1 comes while a stage-1 reply is answered but not yet processed (so the resumed run must ask for
+it again), kill 2 once the resumed run has caught up and written instances; a third run finishes.
 How a second decoding would show: the response cache writes with INSERT OR REPLACE, so a prompt decoded
-again gets a new row (new rowid, new created_at); and the resumed run's usage counts its cache hits, which
-must be exactly the replies that were answered but not yet recorded in the run store at the kill.
+again gets a new row (new rowid, new created_at); and the last run's usage counts its cache hits, which
+must be exactly the replies answered but not yet recorded in the run store at kill 2.
+Where determinism does hold (same seed, same replies), the resumed run's records must equal those of an
+uninterrupted replay that takes every reply from the cache.
 """
 
 from __future__ import annotations
@@ -195,7 +199,7 @@ def final_records(db: Path) -> dict[str, list[tuple[object, ...]]]:
         conn.close()
 
 
-def replay_from_scratch(db: Path, command: list[str], run: Path, replay: Path) -> dict[str, object]:
+def replay_from_scratch(db: Path, command: list[str], run: Path, replay: Path) -> dict[str, dict[str, int]]:
     """The same run, uninterrupted, from the same replies: a copy of the run's settings, seeds and
     response cache with every record removed, run again. Returns its usage per stage."""
     replay.mkdir()
