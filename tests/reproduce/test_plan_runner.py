@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -203,3 +208,31 @@ def test_a_loop_folder_keeps_its_settings(tmp_path: Path) -> None:
     (other / "x.txt").write_text("mine")
     with pytest.raises(UserError, match="not a reproduce folder"):
         open_loop(other)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_a_step_does_not_outlive_a_killed_loop(tmp_path: Path) -> None:
+    # The loop process runs a long "step"; killing the loop with SIGKILL must take the step down too.
+    pid_file = tmp_path / "child.pid"
+    step = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    loop = (
+        "from selfinstruct.reproduce.runner import run_child; import sys; "
+        f"run_child([], program=(sys.executable, '-c', {step!r}))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", loop])
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the step kept running after the loop was killed")

@@ -86,11 +86,25 @@ def _write_marker(out: Path, record: StepRecord) -> None:
     os.replace(tmp, path)
 
 
-def run_child(argv: Sequence[str]) -> int:
+SELFINSTRUCT = (sys.executable, "-m", "selfinstruct")
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec (Linux): SIGTERM it when the loop's process dies, even by SIGKILL or a
+    caller's timeout, so no step goes on orphaned, writing into the loop's folder behind a rerun's back."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def run_child(argv: Sequence[str], program: Sequence[str] = SELFINSTRUCT) -> int:
     """`python -m selfinstruct ARGV` with this terminal. Ctrl-C reaches the child too (same process group);
     we wait for it to stop on its own (it commits and says how to resume), forwarding SIGINT if it was sent
     to us alone, and only then stop ourselves."""
-    proc = subprocess.Popen([sys.executable, "-m", "selfinstruct", *argv])
+    linux = sys.platform.startswith("linux")
+    proc = subprocess.Popen([*program, *argv], preexec_fn=_die_with_parent if linux else None)
     try:
         return proc.wait()
     except KeyboardInterrupt:
