@@ -134,6 +134,25 @@ def test_rerun_resumes_from_last_checkpoint(tiny_base: Path, instances_file: Pat
     assert state["global_step"] == 4
 
 
+def test_checkpoints_of_another_training_run_are_refused_or_restarted(
+    tiny_base: Path, instances_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "resume"
+    run_finetune(_config(instances_file, tiny_base, out, max_steps=2, save_steps=2))
+    # Other LoRA rank, or other data: resuming would continue the wrong training.
+    with pytest.raises(UserError, match=r"checkpoints of another training run \(changed: lora_r\)"):
+        run_finetune(_config(instances_file, tiny_base, out, max_steps=4, save_steps=2, lora_r=4))
+    other_data = tmp_path / "other.jsonl"
+    other_data.write_text("\n".join(instances_file.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(UserError, match=r"changed: the data"):
+        run_finetune(_config(other_data, tiny_base, out, max_steps=4, save_steps=2))
+    # Fewer steps than the checkpoint holds is not a resume either.
+    with pytest.raises(UserError, match=r"past --max-steps 1"):
+        run_finetune(_config(instances_file, tiny_base, out, max_steps=1, save_steps=2))
+    again = run_finetune(_config(other_data, tiny_base, out, max_steps=2, save_steps=2, restart=True))
+    assert again.resumed_from is None and again.steps == 2
+
+
 def test_packing_builds_full_rows(tiny_base: Path, instances_file: Path, tmp_path: Path) -> None:
     cfg = _config(instances_file, tiny_base, tmp_path / "packed", packing=True, max_steps=2, batch_size=2)
     trainer, facts = build_trainer(cfg)

@@ -83,6 +83,10 @@ class FinetuneSettings(BaseModel):
     logging_steps: int = Field(default=1, ge=1, description="Log the loss every N steps.")
     merge: bool = Field(default=True, description="LoRA: also save merged full weights at OUT/.")
     progress: bool = Field(default=True, description="Show the live progress bar.")
+    restart: bool = Field(
+        default=False,
+        description="Discard OUT/checkpoints of an earlier training run and train from the start.",
+    )
 
     @model_validator(mode="after")
     def _lora_targets(self) -> FinetuneSettings:

@@ -12,9 +12,11 @@ Layout of the output directory:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import resource
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,7 +33,7 @@ from selfinstruct.finetune.model import (
     resolve_precision,
     torch_dtype,
 )
-from selfinstruct.paths import created_dirs
+from selfinstruct.paths import atomic_write, created_dirs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,6 +41,13 @@ if TYPE_CHECKING:
 
 SUMMARY_NAME = "selfinstruct_finetune.json"
 CHECKPOINTS = "checkpoints"
+RUN_RECORD = "run.json"  # in OUT/checkpoints: what the checkpoints were trained with
+# Settings a resumed run may change: outputs, and where to stop (raising --max-steps or --epochs trains on
+# from the checkpoint). The data counts by content (its hash), not by path.
+NOT_TRAINING = frozenset(
+    {"data", "out", "progress", "logging_steps", "save_steps", "save_total_limit", "merge", "restart"}
+    | {"max_steps", "epochs"}
+)
 ADAPTER = "adapter"
 
 
@@ -158,6 +167,59 @@ def last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(directory)) if directory.is_dir() else None
 
 
+def training_identity(cfg: FinetuneConfig, data_file: Path) -> dict[str, Any]:
+    """What a checkpoint must have been trained with to be resumed: the settings that shape training and
+    the data's SHA-256."""
+    digest = hashlib.sha256()
+    with open(data_file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    settings = cfg.model_dump(mode="json", exclude=set(NOT_TRAINING))
+    return {"settings": settings, "data_sha256": digest.hexdigest()}
+
+
+def checkpoint_to_resume(cfg: FinetuneConfig, out: Path, identity: dict[str, Any]) -> str | None:
+    """The checkpoint to resume from, if it belongs to this training run. Checkpoints of another run (other
+    data, steps, rank ...) would silently continue the wrong training, so they are refused unless
+    `restart` discards them."""
+    directory = out / CHECKPOINTS
+    if cfg.restart:
+        shutil.rmtree(directory, ignore_errors=True)
+        return None
+    resume = last_checkpoint(out)
+    if resume is None:
+        return None
+    try:
+        earlier = json.loads((directory / RUN_RECORD).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return resume  # checkpoints written before runs were recorded: resume as before
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{directory / RUN_RECORD}: unreadable ({exc}); rerun with --restart") from None
+    if earlier == identity:
+        step = int(Path(resume).name.rsplit("-", 1)[-1])
+        if 0 < cfg.max_steps < step:
+            raise UserError(
+                f"{directory}: the last checkpoint is at step {step}, past --max-steps {cfg.max_steps}; "
+                "rerun with --restart to train from the start, or choose another --out"
+            )
+        return resume
+    before, now = earlier.get("settings", {}), identity["settings"]
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if earlier.get("data_sha256") != identity["data_sha256"]:
+        changed.append("the data")
+    raise UserError(
+        f"{directory}: checkpoints of another training run (changed: {', '.join(changed) or '?'}); "
+        "rerun with --restart to discard them, or choose another --out"
+    )
+
+
+def record_training(out: Path, identity: dict[str, Any]) -> None:
+    directory = out / CHECKPOINTS
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_write(directory / RUN_RECORD) as handle:
+        json.dump(identity, handle, indent=1)
+
+
 def build_trainer(cfg: FinetuneConfig, console: Console | None = None) -> tuple[SFTTrainer, dict[str, Any]]:
     """Load data and model and assemble the trainer (no training yet); also returns run facts."""
     from transformers import PrinterCallback, ProgressCallback
@@ -173,6 +235,9 @@ def build_trainer(cfg: FinetuneConfig, console: Console | None = None) -> tuple[
         seed=cfg.seed,
         allow_eval_data=cfg.allow_eval_data,
     )
+    # Before the (slow) model load, so that checkpoints of another run are refused at once.
+    identity = training_identity(cfg, data_file)
+    resume = checkpoint_to_resume(cfg, out, identity)
     precision = resolve_precision(cfg.precision)
     # LoRA keeps the frozen base in the training dtype; full tuning keeps fp32 master weights (autocast).
     load_dtype = torch_dtype(precision if cfg.method == "lora" else "fp32")
@@ -187,7 +252,13 @@ def build_trainer(cfg: FinetuneConfig, console: Console | None = None) -> tuple[
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    facts = {"data_file": str(data_file), "examples": len(examples), "precision": precision}
+    facts = {
+        "data_file": str(data_file),
+        "examples": len(examples),
+        "precision": precision,
+        "identity": identity,
+        "resume": resume,
+    }
     return trainer, facts
 
 
@@ -245,7 +316,9 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> Finetun
     # Refused data (checked while the trainer is built) leaves no empty OUT behind.
     with created_dirs(out):
         trainer, facts = build_trainer(cfg, console)
-    resume = last_checkpoint(out)
+    resume = facts["resume"]
+    if trainer.is_world_process_zero():
+        record_training(out, facts["identity"])
     start = time.perf_counter()
     first_step = trainer.state.global_step
     trainer.train(resume_from_checkpoint=resume)
