@@ -142,13 +142,17 @@ class FakeSteps:
     def __init__(
         self, out: Path, steps: Sequence, fail: str | None = None, interrupt: str | None = None
     ) -> None:
-        self.out, self.by_argv = out, {tuple(s.argv): s for s in steps}
+        self.out = out
+        # A step runs with its own argv, or with its fresh_flags added when it starts from scratch.
+        self.by_argv = {tuple(s.argv): s for s in steps} | {(*s.argv, *s.fresh_flags): s for s in steps}
         self.ran: list[str] = []
+        self.flags: dict[str, tuple[str, ...]] = {}
         self.fail, self.interrupt = fail, interrupt
 
     def __call__(self, argv: Sequence[str]) -> int:
         step = self.by_argv[tuple(argv)]
         self.ran.append(step.name)
+        self.flags[step.name] = tuple(argv[len(step.argv) :])
         if step.name == self.interrupt:
             raise Interrupted
         if step.name == self.fail:
@@ -191,6 +195,32 @@ def test_a_changed_command_reruns_its_step(tmp_path: Path) -> None:
     run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps))
     changed = build_plan(resolve_settings(None, None, {"finetune": {"max-steps": 3}}), tmp_path)
     assert pending_steps(tmp_path, changed) == ["finetune", "eval-tuned-user", "compare-user"]
+
+
+def test_finetune_restarts_after_a_change_and_resumes_after_an_interruption(tmp_path: Path) -> None:
+    steps = build_plan(resolve_settings(None, None), tmp_path)
+    run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps))
+    # A changed command: its old checkpoints must not be continued.
+    changed = build_plan(resolve_settings(None, None, {"finetune": {"max-steps": 3}}), tmp_path)
+    first = FakeSteps(tmp_path, changed, interrupt="eval-tuned-user")
+    with pytest.raises(Interrupted):
+        run_steps(tmp_path, changed, child=first)
+    assert first.ran[0] == "finetune" and first.flags["finetune"] == ("--restart",)
+    # Interrupted later: the finished fine-tuning is kept.
+    second = FakeSteps(tmp_path, changed, interrupt="eval-tuned-user")
+    with pytest.raises(Interrupted):
+        run_steps(tmp_path, changed, child=second)
+    assert "finetune" not in second.ran
+    # New data for fine-tuning: finetune from scratch, even though its own command did not change.
+    (tmp_path / "data" / "finetune.jsonl").unlink()
+    with pytest.raises(Interrupted):
+        run_steps(tmp_path, changed, child=(redo := FakeSteps(tmp_path, changed, interrupt="finetune")))
+    assert redo.ran == ["prepare", "finetune"] and redo.flags["finetune"] == ("--restart",)
+    # The fine-tuning on the new data was interrupted: the rerun resumes it, without --restart.
+    resumed = FakeSteps(tmp_path, changed)
+    run_steps(tmp_path, changed, child=resumed)
+    assert resumed.ran[0] == "finetune" and resumed.flags["finetune"] == ()
+    assert not list((tmp_path / "steps").glob("*.started"))
 
 
 def test_a_loop_folder_keeps_its_settings(tmp_path: Path) -> None:

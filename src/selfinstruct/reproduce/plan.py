@@ -162,7 +162,9 @@ def to_flags(values: Mapping[str, Any]) -> list[str]:
 @dataclass(frozen=True)
 class Step:
     """One command of the loop. `outputs` are paths (relative to the loop's folder) that exist once it is
-    done; `needs` names the steps whose outputs it reads (a step reruns when one of them ran again)."""
+    done; `needs` names the steps whose outputs it reads (a step reruns when one of them ran again).
+    `fresh_flags` are added when the step runs again from scratch rather than resuming an interrupted
+    attempt of the same command (fine-tuning's --restart: old checkpoints must not be continued)."""
 
     name: str
     title: str
@@ -170,6 +172,7 @@ class Step:
     outputs: tuple[str, ...]
     needs: tuple[str, ...] = ()
     estimate_s: float | None = None
+    fresh_flags: tuple[str, ...] = ()
 
 
 def _uses_gguf_base(settings: ReproduceSettings) -> bool:
@@ -260,7 +263,7 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
              ("data/finetune.jsonl",), ("generate",), est.get("prepare")),
         Step("finetune", "Fine-tune (stage 5)",
              ("finetune", "--data", at("data/finetune.jsonl"), "--out", at("model"), *to_flags(finetune)),
-             ("model/selfinstruct_finetune.json",), ("prepare",), est.get("finetune")),
+             ("model/selfinstruct_finetune.json",), ("prepare",), est.get("finetune"), ("--restart",)),
     ]  # fmt: skip
     base_lm, tuned_lm = eval_models(settings, lm, str(finetune["base"]), at("model"))
     evals: list[tuple[str, str, tuple[str, ...]]] = []

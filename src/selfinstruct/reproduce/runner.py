@@ -78,6 +78,23 @@ def pending_steps(out: Path, steps: Sequence[Step]) -> list[str]:
     return [s.name for s in steps if s.name in rerun]
 
 
+def _started_path(out: Path, step: Step) -> Path:
+    return out / MARKERS / f"{step.name}.started"
+
+
+def _resumable(out: Path, step: Step, todo: set[str]) -> bool:
+    """An interrupted attempt of this very command, on inputs that have not changed since, may resume."""
+    try:
+        started = json.loads(_started_path(out, step).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        started == list(step.argv)
+        and read_marker(out, step) is None  # finished once, it reruns because something changed
+        and not todo.intersection(step.needs)
+    )
+
+
 def _write_marker(out: Path, record: StepRecord) -> None:
     path = out / MARKERS / f"{record.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +146,14 @@ def run_steps(
 ) -> list[StepRecord]:
     """Run what is pending, in order; return one record per step (skipped ones from their markers)."""
     todo = set(pending_steps(out, steps))
+    fresh = {s.name for s in steps if s.name in todo and not _resumable(out, s, todo)}
+    # Every step to run loses its "done" marker now, not when its turn comes: interrupted between steps,
+    # the loop must not find a stale marker behind an input that was redone.
+    for step in steps:
+        if step.name in todo:
+            marker_path(out, step).unlink(missing_ok=True)
+        if step.name in fresh:
+            _started_path(out, step).unlink(missing_ok=True)
     records: list[StepRecord] = []
     for step in steps:
         if step.name not in todo:
@@ -138,11 +163,12 @@ def run_steps(
             if on_event:
                 on_event(step, "skipped")
             continue
-        marker_path(out, step).unlink(missing_ok=True)
         if on_event:
             on_event(step, "start")
         started = time.monotonic()
-        code = child(step.argv)
+        _started_path(out, step).parent.mkdir(parents=True, exist_ok=True)
+        _started_path(out, step).write_text(json.dumps(list(step.argv)), encoding="utf-8")
+        code = child((*step.argv, *step.fresh_flags) if step.name in fresh else step.argv)
         if code == 130:
             raise Interrupted
         if code != 0:
@@ -156,6 +182,7 @@ def run_steps(
             datetime.now(UTC).isoformat(timespec="seconds"),
         )
         _write_marker(out, record)
+        _started_path(out, step).unlink(missing_ok=True)
         records.append(replace(record, ran_now=True))
         if on_event:
             on_event(step, "done")
