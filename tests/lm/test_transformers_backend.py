@@ -321,3 +321,26 @@ def test_continuous_batching_applies_penalties_like_generate(tiny_model: Path) -
     assert continuous == [c.text for c in static.generate_sync(PROMPTS, decoding)]
     unpenalised = [c.text for c in static.generate_sync(PROMPTS, Decoding(max_tokens=10))]
     assert continuous != unpenalised
+
+
+def test_a_model_trained_again_in_the_same_folder_is_another_identity(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"first")
+    settings = LMSettings(backend="transformers", model=str(folder))
+    first = TransformersLM(settings).identity
+    weights.write_bytes(b"second")
+    os.utime(weights, ns=(1, 1))  # a rewrite, even one that lands on an older time
+    assert TransformersLM(settings).identity != first  # cached replies of the earlier model are not served
+    # Checkpoints do not count (training on does not change the saved model), and a Hub id has no stamp.
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "model.safetensors").write_bytes(b"x")
+    again = TransformersLM(settings).identity
+    (folder / "checkpoints" / "model.safetensors").write_bytes(b"xy")
+    assert TransformersLM(settings).identity == again
+    assert TransformersLM(LMSettings(backend="transformers", model="org/name")).identity == (
+        "transformers:org/name:completion"
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,6 +36,32 @@ from selfinstruct.lm.base import Completion, Decoding, FinishReason, LMError, ap
 from selfinstruct.lm.settings import LMSettings
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def weights_stamp(model: str | None) -> str:
+    """For a local model folder, a digest of its weight files' names, sizes and modification times: a model
+    trained again into the same folder (a rerun of `finetune`) must not be answered from cached replies of
+    the earlier one. Hub ids and missing paths get no stamp (their name is their identity)."""
+    if not model:
+        return ""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return ""
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix in WEIGHT_SUFFIXES and "checkpoints" not in p.relative_to(folder).parts
+    )
+    if not files:
+        return ""
+    digest = hashlib.sha256()
+    for path in files:
+        info = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    return f"@{digest.hexdigest()[:12]}"
 
 
 @dataclass
@@ -211,10 +238,14 @@ class TransformersLM:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._managers: dict[tuple[object, ...], tuple[Any, Any]] = {}
+        self._identity: str | None = None
 
     @property
     def identity(self) -> str:
-        return f"transformers:{self.settings.model}:completion"
+        if self._identity is None:  # once: it keys every cached request
+            model = self.settings.model
+            self._identity = f"transformers:{model}{weights_stamp(model)}:completion"
+        return self._identity
 
     # -- loading ------------------------------------------------------------------------------------
 
