@@ -55,14 +55,16 @@ class ReproduceSettings(BaseModel):
     )
 
 
-# Presets: the CPU default is sized from measurements on a 2-core machine (docs/benchmarks.md, "reproduce");
+# Presets: the CPU default is sized from a timed run on a 2-core machine (docs/reproduce.md, "Timing");
 # `paper` is the paper's scale (52K instructions, 2 epochs, up to 100 SuperNI instances per task).
+# On CPU the user-oriented replies are capped at 64 tokens: the base model runs to the cap on almost every
+# one of the 252 tasks, so this cap sets the evaluations' time (128 tokens took 16 minutes per model).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
-        "generate": {"num-instructions": 60},
-        "finetune": {"max-steps": 40, "max-seq-length": 256, "batch-size": 4},
+        "generate": {"num-instructions": 60, "threads": 2},
+        "finetune": {"max-steps": 30, "max-seq-length": 256, "batch-size": 4},
         "superni": {"limit": 2},
-        "user_oriented": {},
+        "user_oriented": {"max-new-tokens": 64},
     },
     "paper": {
         "generate": {"num-instructions": 52000},
@@ -72,16 +74,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Seconds per unit for the embedded model on 2 cores, taken from the separate figures in docs/benchmarks.md
-# (batched generate ~11 s per instruction, LoRA steps of 4 x 256, eval at the default concurrency) on a
-# machine shared with other jobs; a whole `reproduce` run has not yet checked them, so the plan prints them
-# as an estimate.
+# Seconds per unit for the embedded model on 2 cores, measured by whole `reproduce` runs (docs/reproduce.md,
+# "Timing"); the plan prints the sum as an estimate. Evaluations are timed per generated token: the base
+# model's user-oriented replies run to the cap; SuperNI replies mostly stop early (per item).
 CPU_RATES = {
-    "generate_per_instruction": 10.0,
-    "finetune_load": 60.0,
-    "finetune_per_step": 12.0,
+    "generate_per_instruction": 9.1,
+    "finetune_load": 190.0,  # loading and dequantising the GGUF, saving merged weights, the GGUF adapter
+    "finetune_per_step": 27.0,  # 4 x 256-token rows, LoRA r8 on q/k/v/o, fp32
     "eval_load": 10.0,
-    "eval_per_item": 2.5,
+    "eval_per_token": 0.03,
+    "superni_per_item": 1.3,
 }
 
 
@@ -200,14 +202,17 @@ def _estimates(settings: ReproduceSettings) -> dict[str, float | None]:
         "finetune": CPU_RATES["finetune_load"] + CPU_RATES["finetune_per_step"] * float(steps)
         if steps
         else None,
-        "eval_per_item": CPU_RATES["eval_per_item"],
-        "eval_load": CPU_RATES["eval_load"],
     }
 
 
-def _eval_items(section: Mapping[str, Any], tasks: int, per_task_default: int) -> int:
-    limit = section.get("limit")
-    return tasks * (int(limit) if limit else per_task_default)
+def _eval_estimate(settings: ReproduceSettings, key: str, section: Mapping[str, Any]) -> float:
+    """Seconds for one evaluation on the embedded model: SuperNI per item (30 tasks x the limit, 20 when not
+    limited), the user-oriented set per generated token (252 replies, each to the cap)."""
+    if key == "superni":
+        limit = section.get("limit")
+        return CPU_RATES["eval_load"] + 30 * (int(limit) if limit else 20) * CPU_RATES["superni_per_item"]
+    cap = int(section.get("max-new-tokens", settings.eval.get("max-new-tokens", 128)))
+    return CPU_RATES["eval_load"] + 252 * cap * CPU_RATES["eval_per_token"]
 
 
 def eval_models(
@@ -271,12 +276,9 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
         evals.append(("superni", "SuperNI", ("eval", "superni", *to_flags(settings.superni))))
     user_argv = ("eval", "tasks", "--tasks", "user-oriented", *to_flags(settings.user_oriented))
     evals.append(("user", "user-oriented tasks", user_argv))
-    per_item, load = est.get("eval_per_item"), est.get("eval_load")
     for key, label, argv in evals:
         section = settings.superni if key == "superni" else settings.user_oriented
-        # The user-oriented set has one instance per task: 252 items unless filtered.
-        items = _eval_items(section, 30, 20) if key == "superni" else 252
-        estimate = load + per_item * items if per_item is not None and load is not None else None
+        estimate = _eval_estimate(settings, key, section) if est else None
         common = (*argv, *to_flags(settings.eval))
         steps.append(
             Step(f"eval-base-{key}", f"Evaluate the base model on {label}",
