@@ -18,6 +18,10 @@
   request answered before from the run's cache; only the requests in flight at the interruption are
   decoded again, in another batch, and may differ slightly from an uninterrupted run (never at
   concurrency 1).
+- `batch_invariant` (opt-in) makes every reply bitwise independent of what it is batched with, so a
+  run's replies are the same at any concurrency and a resumed run equals the uninterrupted one; it costs
+  the prefix sharing across sequences and some speed (`llamacpp_batch`, docs/benchmarks.md). Its replies
+  are cached under their own identity.
 - `lora` applies a LoRA adapter in llama.cpp's GGUF format (stage 5 writes one) on the same context; the
   adapter's hash is part of the backend's identity, so cached replies never cross adapters.
 - `api="chat"` is ignored: the default model is a base model without a chat template.
@@ -91,6 +95,8 @@ class LlamaCppLM:
             # The adapter's bytes name it: replies of another adapter (or none) are never served from cache.
             digest = hashlib.sha256(self._lora.read_bytes()).hexdigest()[:16]
             name += f"+lora:{self._lora.name}:{digest}"
+        if self.settings.batch_invariant:
+            name += "+batch-invariant"  # other kernels: its replies are not those of the default mode
         return f"embedded:{name}:completion"
 
     @property
@@ -111,6 +117,7 @@ class LlamaCppLM:
             n_ctx_seq=self.settings.context_length,
             threads=self.settings.threads,
             lora=self._lora,
+            batch_invariant=self.settings.batch_invariant,
             llama_cpp=llama_cpp,
         )
         return self.engine

@@ -27,12 +27,31 @@ Numerics: llama.cpp's matrix kernels differ with the number of rows in a batch, 
 change with what it was batched with. A from-scratch rerun at a concurrency above 1 may therefore differ
 slightly from an earlier run (as with vLLM); a resumed run takes every answered request from the run's
 cache, and only the requests in flight at the interruption are decoded again (in another batch).
+
+`batch_invariant=True` makes every request's logits bitwise independent of what it is batched with (and of
+the concurrency), measured in benchmarks/embedded_determinism.py, by removing each row-count-dependent path:
+- no extra buffer types: the repacked Q4_K kernels take rows in groups of 4 (gemm) and the rest one by one
+  (gemv), which round differently;
+- ggml's tiled K-quant matmul off (`GGML_CPU_TILED_MM=0`): it takes over from 8 rows on. ggml reads the
+  switch once per process, at its first matrix product, so an engine decoding earlier in the same process
+  without this setting leaves the tiled path on (a CLI run's engines all share its settings);
+- one KV stream per sequence: in a unified cache a row's attention runs over every sequence's cells, and
+  where its own cells sit among them changes the SIMD summation order; in its own stream they sit where
+  they would alone, and the other sequences' rows are computed per stream;
+- a prompt chunk (of >= 2 tokens, never leaving a 1-token remainder) is decoded in a call of its own and
+  next-token rows only with other next-token rows: attention takes llamafile's sgemm for a stream with
+  >= 2 rows in a call and vec_dot for one, so each row always meets the same kernel;
+- prompt-prefix reuse only from the slot's own cells (streams cannot share cells), re-decoding at least
+  the prompt's last 2 tokens.
+The Q5_0/Q8_0 products and a LoRA adapter's F32 ones were measured invariant as they are (one row or
+many). The cost: no prefixes shared across slots, and a call of its own per prompt chunk.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,6 +65,7 @@ from selfinstruct.lm.llamacpp_load import load_model
 PROMPT_CHUNK = 512  # tokens per decode call: llama-cpp-python's n_batch, so one slot batches as it did
 MAX_SLOTS = 256  # llama.cpp's LLAMA_MAX_SEQ
 MIN_SHARED = 32  # a prompt waits for another's decoding of a shared prefix only if it is at least this long
+TILED_SWITCH = "GGML_CPU_TILED_MM"  # ggml reads it once per process, at its first matrix product
 
 
 @dataclass(frozen=True)
@@ -151,9 +171,15 @@ class BatchEngine:
         flash_attn: bool = False,
         lora: Path | None = None,
         unified: bool = True,
+        batch_invariant: bool = False,
         llama_cpp: Any,
     ) -> None:
         self.llama_cpp = lc = llama_cpp
+        self.invariant = batch_invariant
+        if batch_invariant:
+            # See the module's docstring: each setting removes one path whose result depends on the rows.
+            extra_buffer_types, unified, flash_attn = False, False, False
+            os.environ[TILED_SWITCH] = "0"
         self.n_seq = max(1, min(n_seq, MAX_SLOTS))
         self.n_ctx_seq = n_ctx_seq
         self.model = load_model(lc, path, extra_buffer_types=extra_buffer_types)
@@ -306,7 +332,9 @@ class BatchEngine:
         for other in self._slots if self.unified else ():
             if other is not slot and (n := common_prefix(other.cached, tokens)) > best:
                 source, best = other, n
-        keep = min(best, len(tokens) - 1)  # the last prompt token is decoded again for its logits
+        # The last prompt token is decoded again for its logits; batch-invariant, at least two are, so the
+        # rest is a prompt chunk (a 1-token rest would be computed as a next-token row).
+        keep = min(best, max(len(tokens) - (2 if self.invariant else 1), 0))
         if source is slot:
             lc.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1)
         else:
@@ -342,6 +370,38 @@ class BatchEngine:
             if slot.job is not None and slot.job.future.cancelled():
                 self._release(slot)
 
+    def _plan(self, active: list[_Slot]) -> list[tuple[_Slot, int]]:
+        """(slot, tokens to feed) of this step: next-token steps first, then prompt chunks in admission
+        order with what room is left."""
+        active.sort(key=lambda s: (len(s.cached) < len(s.prompt), s.order))
+        waiting = self._share_prefixes([s for s in active if len(s.cached) < len(s.prompt)])
+        plan, n = [], 0
+        for slot in active:
+            take = min(len(slot.pending), PROMPT_CHUNK - n)
+            if slot not in waiting and take > 0:
+                plan.append((slot, take))
+                n += take
+        return plan
+
+    def _plan_invariant(self, active: list[_Slot]) -> tuple[list[tuple[_Slot, int]], list[tuple[int, int]]]:
+        """Batch-invariant: the first-admitted prompt's next chunk alone; else every next-token row, in
+        sequence-id order, with a dummy row (sequence, position) for each idle sequence between them:
+        with one stream per sequence llama.cpp puts only a run of consecutive sequence ids in one ubatch,
+        and every further ubatch would read all the weights again."""
+        prompts = sorted((s for s in active if len(s.pending) >= 2), key=lambda s: s.order)
+        if prompts:
+            slot = prompts[0]
+            take = min(len(slot.pending), PROMPT_CHUNK)
+            if len(slot.pending) - take == 1:
+                take -= 1
+            return [(slot, take)], []
+        rows = sorted((s for s in active if s.pending), key=lambda s: s.seq_id)
+        busy = {s.seq_id for s in rows}
+        idle = range(rows[0].seq_id, rows[-1].seq_id + 1)
+        # After the idle slot's prompt cells, which stay as they are.
+        dummies = [(i, len(self._slots[i].cached)) for i in idle if i not in busy]
+        return [(s, 1) for s in rows], dummies
+
     def _step(self) -> None:
         lc = self.llama_cpp
         batch = self.batch
@@ -349,14 +409,16 @@ class BatchEngine:
         outputs: list[tuple[_Slot, int]] = []  # (slot, batch index of its logits)
         n = 0
         active = [s for s in self._slots if s.job is not None]
-        # Next-token steps first, then prompt chunks in admission order with what room is left.
-        active.sort(key=lambda s: (len(s.cached) < len(s.prompt), s.order))
-        waiting = self._share_prefixes([s for s in active if len(s.cached) < len(s.prompt)])
-        for slot in active:
-            if slot in waiting:
-                continue
-            take = min(len(slot.pending), PROMPT_CHUNK - n)
-            if take <= 0:
+        plan, dummies = self._plan_invariant(active) if self.invariant else (self._plan(active), [])
+        # In sequence-id order where there are dummy rows (next-token rows only, one per sequence).
+        rows: list[tuple[int, _Slot | None, int]] = [(s.seq_id, s, take) for s, take in plan]
+        if dummies:
+            rows = sorted(rows + [(seq_id, None, pos) for seq_id, pos in dummies], key=lambda r: r[0])
+        for seq_id, slot, take in rows:
+            if slot is None:  # a dummy row: `take` is its position; no logits, its cell is freed below
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = self.bos, take, 1
+                batch.seq_id[n][0], batch.logits[n] = seq_id, 0
+                n += 1
                 continue
             start = len(slot.cached)
             for i in range(take):
@@ -373,6 +435,8 @@ class BatchEngine:
         batch.n_tokens = n
         status = lc.llama_decode(self.ctx, batch)
         self.steps += 1
+        for seq_id, pos in dummies:
+            lc.llama_memory_seq_rm(self.memory, seq_id, pos, -1)
         if status != 0:
             for slot, _ in fed:
                 lc.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)

@@ -63,6 +63,11 @@ class LMSettings(BaseModel):
         "applied on the base model.",
     )
     context_length: int = Field(default=2048, ge=256, description="Context window of the embedded model.")
+    batch_invariant: bool = Field(
+        default=False,
+        description="embedded: replies independent of what they are batched with (identical at any "
+        "concurrency, at some CPU cost; docs/benchmarks.md).",
+    )
     device: str | None = Field(default=None, description="transformers device: cpu, cuda, cuda:1 ...")
     batch_size: int = Field(default=16, ge=1, description="transformers: prompts decoded together.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
