@@ -234,10 +234,16 @@ def test_sigkill_twice_on_the_embedded_model_then_resume_decodes_nothing_twice(t
 
     # Kill 1: while a stage-1 reply is answered (in the cache) but not processed (its request still
     # 'pending' behind an earlier one in flight). The resumed run must take it from the cache.
-    run_until_killed(command, db, tmp_path / "run1.log", lambda p: bool(p.unrecorded_gen), "a reply waited")
+    # Which reply finishes first depends on the texts, and so on the CPU's kernels: should the replies
+    # of some machine finish in request order, none ever waits, and the kill comes with the last request
+    # still decoding instead (the cache checks below still hold; only this case's extra check is lost).
+    def reply_waits(p: Progress) -> bool:
+        return bool(p.unrecorded_gen) or len(p.done_gen) >= MAX_REQUESTS - 1
+
+    run_until_killed(command, db, tmp_path / "run1.log", reply_waits, "a reply waited")
     first = Snapshot.take(db)
     waiting = first.progress.unrecorded_gen
-    assert waiting
+    assert waiting or len(first.progress.done_gen) >= MAX_REQUESTS - 1
 
     # Kill 2: the resumed run has processed every reply that waited at kill 1 (with the cache bypassed,
     # that means decoding it again, which the cache rows' rowid and created_at show) and wrote instances.
