@@ -18,10 +18,11 @@ from selfinstruct.lm.embedded import embedded_gguf_path
 from selfinstruct.lm.llamacpp import LlamaCppLM
 from selfinstruct.lm.settings import LMSettings
 
-# Decodes the target alone on one slot, and on 4 slots admitted while 5 other requests of different
-# lengths decode (its prompt arrives mid-flight; others finish and new ones take their slots).
-# Without the setting this target's batched reply differed from its alone reply after ~60 characters in
-# every try here, but the batches the default engine forms depend on thread timing, so that is not asserted.
+# Decodes the target alone on one slot; on one slot after a sibling prompt sharing its ~150-token header
+# (the target reuses those cells); and on 4 slots, admitted while 5 other requests of different lengths
+# decode, right after the sibling (it copies the sibling's stream for the header; others finish and new
+# ones take their slots). Without the setting a batched reply differed from the alone one in every try
+# here, but the batches the default engine forms depend on thread timing, so that is not asserted.
 SCENARIO = textwrap.dedent(
     """
     import json, sys, time
@@ -33,7 +34,10 @@ SCENARIO = textwrap.dedent(
 
     invariant, lora = sys.argv[1] == "1", (Path(sys.argv[2]) if len(sys.argv) > 2 else None)
     lc = _import_llama()
-    target = "Write a short paragraph about the first snow of the year.\\nParagraph:"
+    words = enumerate(["apple", "pear"] * 6)
+    header = "".join(f"Example {i}: Is '{w}' a fruit? Output: yes\\n" for i, w in words)
+    target = header + "Write a short paragraph about the first snow of the year.\\nParagraph:"
+    sibling = header + "Example 12: Is 'stone' a fruit? Output:"
     greedy = Decoding(temperature=0.0, max_tokens=48)
     others = [
         ("Q: Why is the sky blue?\\nA:", 9),
@@ -51,14 +55,20 @@ SCENARIO = textwrap.dedent(
     e = engine(1)
     out["alone"] = e.submit(target, greedy).result().text
     e.close()
+    e = engine(1)
+    e.submit(sibling, greedy).result()
+    out["after sibling"] = e.submit(target, greedy).result().text  # on the sibling's prompt cells
+    e.close()
     e = engine(4)
     futures = [e.submit(p, Decoding(temperature=0.0, max_tokens=n)) for p, n in others[:3]]
     while e.steps < 6:
         time.sleep(0.01)
+    e.submit(sibling, greedy)  # decoded first: the target copies its stream for the shared header
     mine = e.submit(target, greedy)
     futures += [e.submit(p, Decoding(temperature=0.0, max_tokens=n)) for p, n in others[3:]]
     out["batched"] = mine.result().text
     out["others"] = [f.result().completion_tokens for f in futures]
+    out["reused"] = e.reused_tokens
     e.close()
     print(json.dumps(out))
     """
@@ -83,15 +93,16 @@ def model() -> None:
 def test_a_greedy_reply_is_the_same_alone_and_batched(model: None) -> None:
     out = _decode("1")
     assert out["others"] == [9, 40, 17, 5, 28]  # the others really ran, for their own lengths
+    assert out["reused"] > 100  # the header came from the sibling's stream
     assert isinstance(out["alone"], str) and out["alone"].strip()
-    assert out["batched"] == out["alone"]
+    assert out["batched"] == out["alone"] == out["after sibling"]
 
 
 @pytest.mark.slow
 def test_with_a_lora_adapter_too(model: None, tmp_path: Path) -> None:
     pytest.importorskip("gguf")
     out = _decode("1", str(_adapter(tmp_path, embedded_gguf_path(), 1.0)))
-    assert out["batched"] == out["alone"]
+    assert out["batched"] == out["alone"] == out["after sibling"]
 
 
 def test_the_setting_names_its_own_cache_identity() -> None:

@@ -41,10 +41,11 @@ the concurrency), measured in benchmarks/embedded_determinism.py, by removing ea
 - a prompt chunk (of >= 2 tokens, never leaving a 1-token remainder) is decoded in a call of its own and
   next-token rows only with other next-token rows: attention takes llamafile's sgemm for a stream with
   >= 2 rows in a call and vec_dot for one, so each row always meets the same kernel;
-- prompt-prefix reuse only from the slot's own cells (streams cannot share cells), re-decoding at least
-  the prompt's last 2 tokens.
+- prompt-prefix reuse from prompt cells only (decoded in prompt chunks), re-decoding at least the
+  prompt's last 2 tokens; another slot's prefix (a shared few-shot header) is taken by copying its whole
+  stream, since streams cannot share cells, when it is at least MIN_SHARED tokens longer than the own.
 The Q5_0/Q8_0 products and a LoRA adapter's F32 ones were measured invariant as they are (one row or
-many). The cost: no prefixes shared across slots, and a call of its own per prompt chunk.
+many). The cost: stream copies instead of shared cells, and a call of its own per prompt chunk.
 """
 
 from __future__ import annotations
@@ -391,6 +392,7 @@ class BatchEngine:
         prompts = sorted((s for s in active if len(s.pending) >= 2), key=lambda s: s.order)
         if prompts:
             slot = prompts[0]
+            self._copy_prefix(slot)
             take = min(len(slot.pending), PROMPT_CHUNK)
             if len(slot.pending) - take == 1:
                 take -= 1
@@ -401,6 +403,25 @@ class BatchEngine:
         # After the idle slot's prompt cells, which stay as they are.
         dummies = [(i, len(self._slots[i].cached)) for i in idle if i not in busy]
         return [(s, 1) for s in rows], dummies
+
+    def _copy_prefix(self, slot: _Slot) -> None:
+        """Batch-invariant: take a longer prompt prefix another stream holds (a few-shot header that a
+        prompt ahead has decoded) by copying that whole stream, then dropping the cells past the prefix.
+        Only prompt cells qualify: they were decoded in prompt chunks, as this prompt's would be."""
+        limit = len(slot.prompt) - 2
+        source, best = None, len(slot.cached) + MIN_SHARED - 1
+        for other in self._slots:
+            prompt_cells = other.cached[: len(other.prompt)] if other.job is not None else other.cached
+            if other is not slot and (n := min(common_prefix(prompt_cells, slot.prompt), limit)) > best:
+                source, best = other, n
+        if source is None:
+            return
+        lc, memory = self.llama_cpp, self.memory
+        lc.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
+        lc.llama_memory_seq_cp(memory, source.seq_id, slot.seq_id, -1, -1)  # across streams: all of it
+        lc.llama_memory_seq_rm(memory, slot.seq_id, best, -1)
+        self.reused_tokens += best - len(slot.cached)
+        slot.cached, slot.pending = slot.prompt[:best], slot.prompt[best:]
 
     def _step(self) -> None:
         lc = self.llama_cpp
