@@ -164,7 +164,8 @@ def verdicts(pair: EvalPair, metric: str = "rougeL") -> list[str]:
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("selfinstruct.reproduce", "templates"),
-        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        # By the name's ending: "results.html.j2" must match, or nothing on the HTML page is escaped.
+        autoescape=jinja2.select_autoescape(["html", "html.j2"], default_for_string=False),
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
@@ -179,6 +180,7 @@ def _context(results: Results) -> dict[str, Any]:
         "fmt_seconds": _fmt_seconds,
         "verdicts": verdicts,
         "md": _md_cell,
+        "min_group": MIN_GROUP,
     }
 
 
