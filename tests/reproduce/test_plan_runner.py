@@ -111,9 +111,10 @@ def _lm_flags(argv: tuple[str, ...]) -> dict[str, str]:
 
 def test_base_and_tuned_are_evaluated_on_one_runtime(tmp_path: Path) -> None:
     # Embedded default: the base evaluation uses generate's own flags, the tuned one adds the adapter.
-    settings = resolve_settings(None, None, {"generate": {"threads": 2}})
+    settings = resolve_settings(None, None, {"generate": {"threads": 2, "batch-invariant": True}})
     steps = {s.name: s for s in build_plan(settings, tmp_path)}
     base, tuned = steps["eval-base-user"].argv, steps["eval-tuned-user"].argv
+    assert "--batch-invariant" in base and "--batch-invariant" in tuned  # the same kernels for both
     assert _lm_flags(base) in ({}, {"--backend": "embedded"}) and base[base.index("--threads") + 1] == "2"
     assert _lm_flags(tuned) == {"--backend": "embedded", "--lora": str(tmp_path / "model" / "adapter.gguf")}
     # Data from a server, a GGUF base: both evaluations on llama.cpp with that GGUF, never on the server.

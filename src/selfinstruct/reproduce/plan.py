@@ -24,7 +24,10 @@ TunedRuntime = Literal["auto", "embedded", "transformers"]
 # Flags that pick the generating model. When it is also the model being fine-tuned (the embedded default, or
 # `generate --backend embedded --model X.gguf` with that GGUF as the base), the base model's evaluations reuse
 # them, so the loop answers the paper's question (does the model improve on its own data?).
-LM_FLAGS = ("backend", "model", "base-url", "api", "api-key-env", "concurrency", "threads", "device")
+LM_FLAGS = (
+    "backend", "model", "base-url", "api", "api-key-env",
+    "concurrency", "threads", "device", "batch-invariant",
+)  # fmt: skip
 
 
 class ReproduceSettings(BaseModel):
@@ -226,13 +229,13 @@ def eval_models(
     concurrency) are kept; a model behind a server that only generated the data is not the base.
     """
     if tuned_runtime(settings) == "embedded":
-        keep = {k: v for k, v in lm.items() if k in ("threads", "concurrency")}
+        keep = {k: v for k, v in lm.items() if k in ("threads", "concurrency", "batch-invariant")}
         generated_by_base = lm.get("backend") in (None, "embedded") and lm.get("model", "embedded") == base
         base_lm = dict(lm) if generated_by_base else {"backend": "embedded", "model": base, **keep}
         if base_lm.get("model") == "embedded":
             base_lm.pop("model")
         tuned = {"backend": "embedded", "lora": f"{model_dir}/adapter.gguf"}
-        tuned.update({k: v for k, v in lm.items() if k == "threads"})
+        tuned.update({k: v for k, v in lm.items() if k in ("threads", "batch-invariant")})
         return base_lm, tuned
     device = {k: v for k, v in lm.items() if k == "device"}
     return (
