@@ -58,10 +58,11 @@ class ReproduceSettings(BaseModel):
     )
 
 
-# Presets: the CPU default is sized from a timed run on a 2-core machine (docs/reproduce.md, "Timing");
+# Presets: the CPU default is sized from timed runs on a 2-core machine (docs/reproduce.md, "Timing");
 # `paper` is the paper's scale (52K instructions, 2 epochs, up to 100 SuperNI instances per task).
 # On CPU the user-oriented replies are capped at 64 tokens: the base model runs to the cap on almost every
-# one of the 252 tasks, so this cap sets the evaluations' time (128 tokens took 16 minutes per model).
+# one of the 252 tasks, so this cap sets the evaluations' time (128 tokens took 16 minutes per model on
+# 1 thread).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "generate": {"num-instructions": 60, "threads": 2},
@@ -77,16 +78,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Seconds per unit for the embedded model on 2 cores, measured by whole `reproduce` runs (docs/reproduce.md,
-# "Timing"); the plan prints the sum as an estimate. Evaluations are timed per generated token: the base
-# model's user-oriented replies run to the cap; SuperNI replies mostly stop early (per item).
+# Seconds per unit for the embedded model on 2 cores (AMD EPYC, 2 llama.cpp threads, an otherwise quiet
+# machine), from a whole `reproduce` run of the cpu preset (docs/reproduce.md, "Timing"); the plan prints
+# the sum as an estimate. Evaluations are timed per generated token (the base model's user-oriented replies
+# run to the cap) and, for SuperNI, whose replies mostly stop early, per item.
 CPU_RATES = {
-    "generate_per_instruction": 9.1,
-    "finetune_load": 190.0,  # loading and dequantising the GGUF, saving merged weights, the GGUF adapter
-    "finetune_per_step": 27.0,  # 4 x 256-token rows, LoRA r8 on q/k/v/o, fp32
+    "generate_per_instruction": 6.7,
+    "finetune_load": 155.0,  # loading and dequantising the GGUF, saving merged weights, the GGUF adapter
+    "finetune_per_step": 13.4,  # 4 rows of up to 256 tokens, LoRA r8 on q/k/v/o, fp32
     "eval_load": 10.0,
-    "eval_per_token": 0.03,
-    "superni_per_item": 1.3,
+    "eval_per_token": 0.023,
+    "superni_per_item": 1.0,
 }
 
 
