@@ -326,7 +326,7 @@ def cost(threads: int) -> None:
     print(f"Machine: {machine()}; threads={threads}; each row a fresh process.\n")
     print("| workload | engine | CPU s | wall s | tokens | CPU ms per token | CPU vs default at 8 |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for workload in ("stage1", "shared"):
+    for workload in ("stage1", "shared-prefix"):
         base = None
         for mode in ("default", "invariant", "default-c1"):
             command = [sys.executable, __file__, "--cost-child", mode, workload, "--threads", str(threads)]
