@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from selfinstruct.errors import CommandError
 from selfinstruct.evaluate.compare import Comparison, Difference
 from selfinstruct.reproduce.plan import resolve_settings
 from selfinstruct.reproduce.results import MIN_GROUP, EvalPair, Results, verdicts, write_results
@@ -46,3 +49,13 @@ def test_the_page_marks_large_groups_only_and_escapes_names(tmp_path: Path) -> N
     html = html_path.read_text()
     assert "<b>app</b>" not in html and "&lt;b&gt;app&lt;/b&gt;" in html
     assert html.count('class="num up"') == 1 and 'class="num down"' not in html
+
+
+def test_a_page_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "loop"
+    blocker.write_text("a file where the loop's folder should be")
+    results = Results(resolve_settings(None, None), [], {"cpu": "test"}, evals=[_pair()])
+    with pytest.raises(CommandError) as err:
+        write_results(blocker, results)
+    assert "\n" not in str(err.value) and str(blocker) in str(err.value)
+    assert blocker.read_text().startswith("a file")  # nothing overwritten

@@ -24,6 +24,7 @@ import yaml
 
 from selfinstruct.evaluate.compare import Comparison, compare_reports
 from selfinstruct.evaluate.report import EvalReport, load_report
+from selfinstruct.paths import atomic_write
 from selfinstruct.reproduce.plan import ReproduceSettings, Step
 from selfinstruct.reproduce.runner import StepRecord
 
@@ -195,8 +196,8 @@ def write_results(out: Path, results: Results) -> tuple[Path, Path]:
     written = []
     for name, template in (("results.md", "results.md.j2"), ("results.html", "results.html.j2")):
         path = out / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(env.get_template(template).render(**context), encoding="utf-8")
-        os.replace(tmp, path)
+        page = env.get_template(template).render(**context)
+        with atomic_write(path) as handle:  # a full disk or read-only folder is one line, not a traceback
+            handle.write(page)
         written.append(path)
     return written[0], written[1]
