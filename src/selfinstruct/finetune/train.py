@@ -167,15 +167,18 @@ def last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(directory)) if directory.is_dir() else None
 
 
+def checkpoint_step(checkpoint: str) -> int:
+    """The optimizer step of a Trainer checkpoint folder (`checkpoint-40` -> 40)."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+
+
 def training_identity(cfg: FinetuneConfig, data_file: Path) -> dict[str, Any]:
     """What a checkpoint must have been trained with to be resumed: the settings that shape training and
     the data's SHA-256."""
-    digest = hashlib.sha256()
     with open(data_file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
     settings = cfg.model_dump(mode="json", exclude=set(NOT_TRAINING))
-    return {"settings": settings, "data_sha256": digest.hexdigest()}
+    return {"settings": settings, "data_sha256": digest}
 
 
 def checkpoint_to_resume(cfg: FinetuneConfig, out: Path, identity: dict[str, Any]) -> str | None:
@@ -196,7 +199,7 @@ def checkpoint_to_resume(cfg: FinetuneConfig, out: Path, identity: dict[str, Any
     except (OSError, ValueError) as exc:
         raise UserError(f"{directory / RUN_RECORD}: unreadable ({exc}); rerun with --restart") from None
     if earlier == identity:
-        step = int(Path(resume).name.rsplit("-", 1)[-1])
+        step = checkpoint_step(resume)
         if 0 < cfg.max_steps < step:
             raise UserError(
                 f"{directory}: the last checkpoint is at step {step}, past --max-steps {cfg.max_steps}; "
@@ -214,9 +217,7 @@ def checkpoint_to_resume(cfg: FinetuneConfig, out: Path, identity: dict[str, Any
 
 
 def record_training(out: Path, identity: dict[str, Any]) -> None:
-    directory = out / CHECKPOINTS
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_write(directory / RUN_RECORD) as handle:
+    with atomic_write(out / CHECKPOINTS / RUN_RECORD) as handle:  # creates OUT/checkpoints if needed
         json.dump(identity, handle, indent=1)
 
 
@@ -331,7 +332,7 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> Finetun
 
     history = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h and "step" in h]
     tokens = int(trainer._total_train_tokens) if hasattr(trainer, "_total_train_tokens") else 0
-    resumed_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else first_step
+    resumed_step = checkpoint_step(resume) if resume else first_step
     steps_run = max(state.global_step - resumed_step, 0)
     summary = FinetuneSummary(
         base=cfg.base,
