@@ -351,3 +351,16 @@ def test_review_serves_on_the_printed_url_and_ctrl_c_exits_130(tmp_path: Path) -
             proc.kill()
     assert proc.returncode == 130
     assert [line for line in rest.splitlines() if line.strip()] == ["Interrupted."], rest
+
+
+def test_the_review_socket_accepts_connections_as_soon_as_the_url_is_printed() -> None:
+    """The URL is printed right after listen_socket(); uvicorn starts accepting later. A client in that
+    gap must wait in the backlog, not be refused (a CI run failed on exactly that)."""
+    from selfinstruct.cli.review import listen_socket
+
+    sock = listen_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            pass
+    finally:
+        sock.close()

@@ -85,6 +85,9 @@ def listen_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restarts need no wait
         sock.bind((host, port))
+        # Listening now, not when uvicorn starts serving: a client that follows the printed URL at once
+        # is queued in the backlog instead of refused (CI saw ECONNREFUSED in that gap).
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
