@@ -81,6 +81,17 @@ def test_rejected_flag_names_the_key_and_the_flag() -> None:
         resolve(RunSettings, None, {"filters.novelty_threshold": 3})
 
 
+def test_a_bad_value_from_the_base_is_not_blamed_on_a_flag() -> None:
+    """A resumed run's saved settings are the base: their error must not name a flag nobody gave."""
+    names = {"inner.rate": "rate", "steps": "steps"}
+    with pytest.raises(UserError) as info:
+        resolve(_Outer, None, {"steps": 2}, base={"inner": {"rate": 2}}, flag_names=names)
+    assert str(info.value).startswith("setting inner.rate: ") and "(from --" not in str(info.value)
+    with pytest.raises(UserError) as info:
+        resolve(_Outer, None, {"inner": {"rate": 2}}, flag_names=names)  # nested overrides name it too
+    assert str(info.value).endswith("(from --rate)")
+
+
 def test_a_check_across_fields_is_reported_without_a_key() -> None:
     with pytest.raises(UserError, match=r"^settings: .*min_words exceeds"):
         resolve(RunSettings, None, {"filters.min_words": 9, "filters.max_words": 3})

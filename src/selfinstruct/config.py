@@ -7,6 +7,7 @@ flags (underscores), with the LM settings under `lm:`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,10 @@ def resolve_settings(
     config_path: Path | None = None,
     overrides: dict[str, Any] | None = None,
     base: dict[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> RunSettings:
     """Defaults < `base` (e.g. a resumed run's saved settings) < YAML file < `overrides` (flags).
 
-    `overrides` uses dotted keys ("generation.temperature") or top-level ones ("seed")."""
-    return resolve(RunSettings, config_path, overrides, base=base)
+    `overrides` uses dotted keys ("generation.temperature") or top-level ones ("seed"); `flag_names`
+    (dotted key -> flag) lets an error name the flag that gave a rejected value."""
+    return resolve(RunSettings, config_path, overrides, base=base, flag_names=flag_names)

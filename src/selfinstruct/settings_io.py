@@ -134,5 +134,17 @@ def resolve(
         return model.model_validate(data)
     except ValidationError as err:
         keys, message = describe(err)
-        flag = (flag_names or {}).get(".".join(keys))
+        dotted = ".".join(keys)
+        # Named only when that flag was given: a bad value saved in a resumed run is not the flag's fault.
+        flag = (flag_names or {}).get(dotted) if _given(nest(overrides or {}), keys) else None
         raise UserError(f"{message} (from --{flag})" if flag else message) from None
+
+
+def _given(nested: Mapping[str, Any], keys: list[str]) -> bool:
+    """Whether the nested overrides hold a value at `keys` (or above it, as a whole section)."""
+    node: Any = nested
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True

@@ -44,7 +44,17 @@ def test_unknown_config_key_names_its_line(tmp_path: Path) -> None:
 def test_bad_option_value_names_the_option(tmp_path: Path) -> None:
     result = _run("config", "--show", "--novelty-threshold", "3")
     assert result.returncode == 2
-    assert "novelty_threshold" in result.stderr and "Traceback" not in result.stderr
+    assert "novelty_threshold" in result.stderr and "(from --novelty-threshold)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_rejected_run_flag_is_named_and_creates_no_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = _run("generate", "--out", str(run_dir), "--batch-size", "0", "--no-progress")
+    assert result.returncode == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: setting lm.batch_size: ") and line.endswith("(from --batch-size)")
+    assert not run_dir.exists()
 
 
 def test_config_show_resolves_defaults_yaml_and_flags(tmp_path: Path) -> None:

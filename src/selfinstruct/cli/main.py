@@ -14,7 +14,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from selfinstruct.cli.options import with_setting_flags
+from selfinstruct.cli.options import RUN_FLAGS, flag_names, with_setting_flags
 from selfinstruct.errors import CommandError, UserError
 from selfinstruct.lm.base import LMError
 
@@ -62,7 +62,14 @@ def _run_stages(
 
     items = read_instruction_file(input_file) if input_file is not None else None
     option = "--out" if create else "RUN_DIR"
-    run = open_run(run_dir, config, overrides, create=create or items is not None, option=option)
+    run = open_run(
+        run_dir,
+        config,
+        overrides,
+        create=create or items is not None,
+        option=option,
+        flag_names=flag_names(RUN_FLAGS),
+    )
     try:
         if items is not None:
             added = run.store.import_instructions(items, str(input_file))
@@ -297,7 +304,7 @@ def _resolve_for(command: str, config: Path | None, overrides: dict[str, Any]) -
     from selfinstruct.config import resolve_settings
 
     if command == "run":
-        return resolve_settings(config, overrides)
+        return resolve_settings(config, overrides, flag_names=flag_names(RUN_FLAGS))
     if command not in ("finetune", "eval"):
         raise UserError(f"--for: expected run, finetune or eval, got {command!r}")
     if overrides:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,17 +57,20 @@ def open_run(
     *,
     create: bool = True,
     option: str = "--out",
+    flag_names: Mapping[str, str] | None = None,
 ) -> OpenRun:
     """Create a run, or resume one: the saved settings are the base, YAML and flags override them.
 
     A new run's settings and seeds are checked before anything is written, so a rejected command
     creates nothing; `option` names the run directory's flag in messages."""
     if not (run_dir / DB_NAME).exists() and create:
-        return _create_run(run_dir, config_path, overrides, option)
+        return _create_run(run_dir, config_path, overrides, option, flag_names)
     store = RunStore.open(run_dir, create=create)
     try:
         saved = store.get_meta("settings")
-        settings = resolve_settings(config_path, overrides, base=saved if isinstance(saved, dict) else None)
+        settings = resolve_settings(
+            config_path, overrides, base=saved if isinstance(saved, dict) else None, flag_names=flag_names
+        )
         if store.has_seeds():
             if saved and isinstance(saved, dict) and saved.get("seeds") != settings.seeds:
                 raise UserError(
@@ -88,9 +91,15 @@ def open_run(
     return OpenRun(settings, store, seeds, resumed=saved is not None)
 
 
-def _create_run(run_dir: Path, config_path: Path | None, overrides: dict[str, Any], option: str) -> OpenRun:
+def _create_run(
+    run_dir: Path,
+    config_path: Path | None,
+    overrides: dict[str, Any],
+    option: str,
+    flag_names: Mapping[str, str] | None,
+) -> OpenRun:
     check_output_dir(run_dir, option)
-    settings = resolve_settings(config_path, overrides)
+    settings = resolve_settings(config_path, overrides, flag_names=flag_names)
     seeds = load_seed_tasks(settings.seeds)
     db = run_dir / DB_NAME
     with created_dirs(run_dir) as created:
