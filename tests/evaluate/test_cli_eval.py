@@ -518,3 +518,35 @@ def test_an_output_that_is_an_input_is_refused_and_kept(tmp_path: Path) -> None:
     result = runner.invoke(eval_app, ["compare", str(report), str(report), "--out", str(report)])
     assert result.exit_code == 2 and "is also an input file" in result.output
     assert json.loads(report.read_text(encoding="utf-8"))["kind"] == "tasks"
+
+
+def test_tasks_read_the_model_and_judge_from_a_config_file(tmp_path: Path) -> None:
+    """`eval tasks --config`: the file's `eval:` section sets the LM, the decoding and the judge (which
+    talks chat and takes the answering LM's endpoint unless given its own); a flag wins over the file."""
+    tasks_file = tmp_path / "user.jsonl"
+    tasks_file.write_text("\n".join(json.dumps(row) for row in TASK_ROWS) + "\n", encoding="utf-8")
+    out = tmp_path / "user.json"
+    with FakeOpenAIServer(responder=task_responder) as server:
+        config = tmp_path / "eval.yaml"
+        config.write_text(
+            "eval:\n"
+            "  max-new-tokens: 7\n"
+            f"  lm:\n    backend: openai\n    model: fake\n    base_url: [{server.base_url}]\n"
+            "  judge:\n    backend: openai\n    model: judge-model\n",
+            encoding="utf-8",
+        )
+        args = ["tasks", "--tasks", str(tasks_file), "--config", str(config), "--out", str(out)]
+        result = runner.invoke(eval_app, [*args, "--max-new-tokens", "9"])
+        assert result.exit_code == 0, result.output
+        model_bodies = [b for b in server.bodies if b.get("model") == "fake"]
+        judge_bodies = [b for b in server.bodies if b.get("model") == "judge-model"]
+    assert len(model_bodies) == 3 and {b["max_tokens"] for b in model_bodies} == {9}  # the flag won
+    assert len(judge_bodies) == 3 and all("messages" in b for b in judge_bodies)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["judge"]["model"] == "judge-model" and report["options"]["max_new_tokens"] == 9
+    assert report["overall"]["ratings"]["A"] == 1
+
+    config.write_text("eval:\n  lm:\n    concurrency: 0\n", encoding="utf-8")
+    result = runner.invoke(eval_app, args)
+    assert result.exit_code == 2
+    assert f"{config}:3: setting lm.concurrency:" in result.output

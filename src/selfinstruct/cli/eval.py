@@ -21,7 +21,7 @@ from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
 from selfinstruct.evaluate.settings import EvalSettings
 from selfinstruct.lm.factory import BACKENDS as BACKEND_REGISTRY
 from selfinstruct.paths import atomic_write
-from selfinstruct.settings_io import resolve
+from selfinstruct.settings_io import load_yaml, resolve
 
 eval_app = typer.Typer(
     help="Evaluate a model: SuperNI zero-shot ROUGE-L, seed-format task files (optionally rated A-D by an "
@@ -53,6 +53,8 @@ EVAL_FLAGS = FlagTable(
         "max_new_tokens": "Longest reply, in tokens (SuperNI/paper: 128). \\[default: 128]",
     },
 )
+# What a judge does not take from the answering LM: judges are chat models, keyed as OpenAI's.
+JUDGE_DEFAULTS = {"api": "chat", "api_key_env": "OPENAI_API_KEY"}
 JUDGE_FLAG_NAMES = {
     "judge.backend": "judge-backend",
     "judge.model": "judge-model",
@@ -74,6 +76,16 @@ CacheOpt = Annotated[
         "--cache",
         help=f"SQLite response cache (default: {CACHE_NAME} beside --out). A rerun "
         "or a resumed run only sends the requests it lacks.",
+    ),
+]
+EVAL_SECTION = "eval"  # a config file written for several commands keeps these keys under `eval:`
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML file with any of these settings, under [cyan]eval:[/] or at the top (flags win over it); "
+        "[cyan]selfinstruct config --show --for eval[/] prints them.",
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the overall score.")]
@@ -100,15 +112,25 @@ MissingAsEmptyOpt = Annotated[
 ]
 
 
-def eval_settings(overrides: dict[str, Any], judge: dict[str, Any] | None = None) -> EvalSettings:
-    """The LM flags given (`overrides`) over the defaults; the judge, when asked for, starts from the
-    answering LM's settings (its endpoints, limits, retries) and takes its own backend, model and API."""
+def eval_settings(
+    overrides: dict[str, Any], judge: dict[str, Any] | None = None, config: Path | None = None
+) -> EvalSettings:
+    """Defaults < the YAML `config` (its `eval:` section, or the whole file) < the flags given
+    (`overrides`). The judge, when asked for (by flags, or a `judge:` mapping in the file), starts from the
+    answering LM's settings (its endpoints, limits, retries) and takes what is written for it."""
     names = {**flag_names(EVAL_FLAGS), **JUDGE_FLAG_NAMES}
-    settings = resolve(EvalSettings, None, overrides, flag_names=names)
-    if judge is None:
+    settings = resolve(EvalSettings, config, overrides, section=EVAL_SECTION, flag_names=names)
+    written = load_yaml(config, EVAL_SECTION).get("judge") if config is not None else None
+    if judge is None and not isinstance(written, dict):
         return settings
-    given = {**settings.lm.model_dump(), **{k: v for k, v in judge.items() if v is not None}}
-    return resolve(EvalSettings, None, {**overrides, "judge": given}, flag_names=names)
+    given = {
+        **settings.lm.model_dump(),
+        **JUDGE_DEFAULTS,
+        **(written if isinstance(written, dict) else {}),
+        **{k: v for k, v in (judge or {}).items() if v is not None},
+    }
+    with_judge = {**overrides, "judge": given}
+    return resolve(EvalSettings, config, with_judge, section=EVAL_SECTION, flag_names=names)
 
 
 def parse_judge_spec(spec: str) -> tuple[str, str]:
@@ -189,6 +211,7 @@ def superni_command(
     cache: CacheOpt = None,
     predictions: PredictionsOpt = None,
     missing_as_empty: MissingAsEmptyOpt = False,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     *,
     overrides: dict[str, Any],
@@ -199,8 +222,8 @@ def superni_command(
     index)."""
 
     def body() -> None:
-        settings = eval_settings(overrides)
-        config = EvalConfig(
+        settings = eval_settings(overrides, config=config)
+        eval_config = EvalConfig(
             "superni",
             tasks,
             out,
@@ -215,7 +238,7 @@ def superni_command(
             cache=cache,
             quiet=quiet,
         )
-        _evaluate(config)
+        _evaluate(eval_config)
 
     _user_errors(body)
 
@@ -288,23 +311,24 @@ def tasks_command(
         ),
     ] = None,
     judge_api: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--judge-api",
-            help="Judge API: [bold]chat[/] or [bold]completion[/].",
+            help="Judge API: [bold]chat[/] or [bold]completion[/]. \\[default: chat]",
             rich_help_panel=JUDGE_PANEL,
         ),
-    ] = "chat",
+    ] = None,
     judge_api_key_env: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--judge-api-key-env",
-            help="Environment variable holding the judge's API key.",
+            help="Environment variable holding the judge's API key. \\[default: OPENAI_API_KEY]",
             rich_help_panel=JUDGE_PANEL,
         ),
-    ] = "OPENAI_API_KEY",
+    ] = None,
     predictions: PredictionsOpt = None,
     missing_as_empty: MissingAsEmptyOpt = False,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     *,
     overrides: dict[str, Any],
@@ -331,8 +355,8 @@ def tasks_command(
                 "api": judge_api,
                 "api_key_env": judge_api_key_env,
             }
-        settings = eval_settings(overrides, judge_spec)
-        config = EvalConfig(
+        settings = eval_settings(overrides, judge_spec, config)
+        eval_config = EvalConfig(
             "tasks",
             tasks,
             out,
@@ -347,7 +371,7 @@ def tasks_command(
             cache=cache,
             quiet=quiet,
         )
-        _evaluate(config)
+        _evaluate(eval_config)
 
     _user_errors(body)
 

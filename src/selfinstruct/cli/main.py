@@ -316,9 +316,9 @@ def _resolve_for(command: str, config: Path | None, overrides: dict[str, Any]) -
         from selfinstruct.finetune.config import SECTION, FinetuneSettings
 
         return resolve(FinetuneSettings, config, section=SECTION)
-    from selfinstruct.evaluate.settings import EvalSettings
+    from selfinstruct.cli.eval import eval_settings
 
-    return resolve(EvalSettings, config, section="eval")
+    return eval_settings({}, config=config)  # as `eval superni/tasks --config` reads it
 
 
 def _register_optional() -> None:
