@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import typer
+import yaml
 
 from selfinstruct.errors import UserError
 from selfinstruct.reproduce.loop import SETTINGS_FILE, open_loop, save_settings
@@ -267,3 +269,70 @@ def test_a_step_does_not_outlive_a_killed_loop(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(child, signal.SIGKILL)
     pytest.fail("the step kept running after the loop was killed")
+
+
+def test_update_reruns_what_the_new_settings_change_and_keeps_the_old_results(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from selfinstruct.cli.reproduce import reproduce
+    from selfinstruct.reproduce.loop import HISTORY, archive_previous
+
+    out = tmp_path / "loop"
+    loop = open_loop(out, "cpu", None, {"generate": {"num-instructions": 5}})
+    save_settings(loop)
+    run_steps(out, loop.steps, child=FakeSteps(out, loop.steps))
+    (out / "results.md").write_text("results of the 5-instruction loop")
+    wanted = {"generate": {"num-instructions": 8}, "finetune": {"max-steps": 3}}
+
+    # --dry-run shows the changes and the plan, and touches nothing.
+    saved = (out / SETTINGS_FILE).read_text()
+    cli = typer_app(reproduce)
+    result = CliRunner().invoke(
+        cli, ["--out", str(out), "--update", "--dry-run", "--config", str(_yaml(tmp_path, wanted))]
+    )
+    assert result.exit_code == 0, result.output
+    assert "generate.num-instructions: 5 there, 8 now" in result.output
+    assert (out / SETTINGS_FILE).read_text() == saved and not (out / HISTORY).exists()
+
+    updated = open_loop(out, "cpu", None, wanted, update=True)
+    assert updated.changes == (
+        "finetune.max-steps: 30 there, 3 now",
+        "generate.num-instructions: 5 there, 8 now",
+    )
+    # The base model's evaluations read nothing the update changes: kept.
+    assert updated.pending == ["generate", "prepare", "finetune", "eval-tuned-user", "compare-user"]
+    archived = archive_previous(updated)
+    save_settings(updated)
+    assert archived is not None
+    assert (archived / "results.md").read_text() == "results of the 5-instruction loop"
+    assert (archived / SETTINGS_FILE).read_text() == saved
+    assert (archived / "eval" / "base_user.json").is_file()
+    assert (archived / "steps" / "finetune.json").is_file()
+    ran = FakeSteps(out, updated.steps)
+    run_steps(out, updated.steps, child=ran)
+    assert ran.ran == updated.pending and ran.flags["finetune"] == ("--restart",)
+    # The folder now holds the new settings: a plain rerun resumes them with nothing left to do.
+    again = open_loop(out)
+    assert again.settings.generate["num-instructions"] == 8 and again.pending == [] and not again.changes
+
+
+def test_update_cannot_change_the_seeds_of_the_generated_data(tmp_path: Path) -> None:
+    out = tmp_path / "loop"
+    save_settings(open_loop(out, "cpu", None, {}))
+    with pytest.raises(UserError, match=r"^--update: generate.seeds: .*choose a new --out"):
+        open_loop(out, "cpu", None, {"generate": {"seeds": "medical"}}, update=True)
+    with pytest.raises(UserError, match=r"add --update to rerun what they change"):
+        open_loop(out, "cpu", None, {"generate": {"seeds": "medical"}})
+
+
+def _yaml(tmp_path: Path, sections: dict[str, dict[str, object]]) -> Path:
+    path = tmp_path / "update.yaml"
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+def typer_app(command: Callable[..., None]) -> typer.Typer:
+    """A one-command app for CliRunner."""
+    app = typer.Typer()
+    app.command()(command)
+    return app

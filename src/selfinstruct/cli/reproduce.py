@@ -51,11 +51,20 @@ def reproduce(
     base_url: Annotated[
         list[str] | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (repeatable).")
     ] = None,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="On an existing --out, take the settings given now instead of refusing them: the steps they "
+            "change rerun, and those after them (generate resumes its run, so the data made so far is kept). "
+            "The old settings, pages and reports are copied to history/ first.",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Generate -> prepare -> fine-tune -> evaluate base and tuned (SuperNI, the 252 user-oriented tasks) ->
     compare, then write results.md and results.html. Rerun the same command to resume: finished steps are
-    skipped."""
+    skipped. Other settings on an existing --out are refused unless --update."""
     from selfinstruct.reproduce.loop import open_loop, run_loop
     from selfinstruct.reproduce.runner import Interrupted
 
@@ -63,7 +72,9 @@ def reproduce(
         "generate": {k: v for k, v in (("backend", backend), ("model", model), ("base-url", base_url)) if v},
         "superni": {"tasks": str(superni.expanduser().absolute())} if superni else {},
     }
-    loop = open_loop(out, preset, config, overrides)
+    loop = open_loop(out, preset, config, overrides, update=update)
+    if loop.changes:
+        console.print(f"Updating {loop.out}: " + "; ".join(loop.changes), markup=False, soft_wrap=True)
     table = Table(title=f"Plan ({'resuming' if loop.resumed else 'new'}: {loop.out})")
     for column in ("step", "what", "state", "expected"):
         table.add_column(column, justify="right" if column == "expected" else "left")
