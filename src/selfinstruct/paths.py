@@ -112,7 +112,7 @@ def created_dirs(path: Path) -> Iterator[list[Path]]:
         raise UserError(f"{path}: lies under a file, not a directory") from None
     except OSError as exc:
         _remove_empty(made)
-        raise storage_error(exc, path) from None
+        raise StorageError(f"{path}: cannot create the folder ({exc.strerror or exc})") from None
     try:
         yield made
     except BaseException:
