@@ -13,10 +13,11 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from selfinstruct.errors import CommandError, StorageError, UserError
+from selfinstruct.errors import CommandError, ResourceBusyError, StorageError, UserError
 
 # errno values that mean "the machine refused the write", not a bug: shown as one line, exit code 1.
 STORAGE_ERRNOS = frozenset(
@@ -157,3 +158,65 @@ def atomic_write(path: Path, *, binary: bool = False) -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())  # the data is on disk before the name points at it
+
+
+LOCK_NAME = ".selfinstruct.lock"
+
+
+@dataclass
+class FolderLock:
+    """An exclusive lock on a folder a command writes (a run, a model folder, a loop), held until released
+    or until the process ends, however it ends: the kernel drops a flock with its last descriptor, so a
+    killed command never leaves a stale lock behind. `fd` is None where the file system cannot lock."""
+
+    path: Path
+    fd: int | None
+
+    def release(self, *, remove: bool = False) -> None:
+        """Unlock; `remove` also deletes the lock file (for a folder about to be removed as unused)."""
+        if remove:
+            with suppress(OSError):
+                self.path.unlink(missing_ok=True)
+        if self.fd is not None:
+            with suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+def lock_folder(folder: Path, what: str) -> FolderLock:
+    """Take `folder`'s lock, or say at once that another process holds it (two commands writing one run
+    would interleave their work and fail on each other's rows). `what` names the folder in the message."""
+    path = folder / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StorageError(f"{folder}: the {what} folder must be writable ({exc.strerror})") from None
+        raise storage_error(exc, folder) from None
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no advisory locks to take
+        return FolderLock(path, fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise ResourceBusyError(
+            f"{folder}: another selfinstruct process{holder} is writing this {what}; wait for it to finish "
+            "(or stop it), then rerun"
+        ) from None
+    except OSError:  # a file system without locks (some network mounts): go on unlocked, as before
+        return FolderLock(path, fd)
+    with suppress(OSError):  # who holds it, for the message another process may show
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return FolderLock(path, fd)
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""

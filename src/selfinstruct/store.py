@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.errors import UserError
-from selfinstruct.paths import database_error, storage_error
+from selfinstruct.paths import FolderLock, database_error, storage_error
 from selfinstruct.records import (
     CandidateRecord,
     GenRequestRow,
@@ -457,6 +457,8 @@ class RunStore(RunReader):
     """Typed access to a run's database: the reads of `RunReader` and every write. One instance per
     process; not shared across threads."""
 
+    lock: FolderLock | None = None  # set by the command that writes the run (pipeline/session.py)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
@@ -489,6 +491,8 @@ class RunStore(RunReader):
 
     def close(self) -> None:
         self.conn.close()
+        if self.lock is not None:  # the writer's lock on the run folder goes with its connection
+            self.lock.release()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -10,6 +10,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,44 @@ def _limit_file_size(limit: int):  # type: ignore[no-untyped-def]
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     return apply
+
+
+# -- two commands on one run ----------------------------------------------------------------------------
+
+
+def test_a_second_generate_on_a_busy_run_is_refused_and_a_killed_one_frees_it(tmp_path: Path) -> None:
+    """Two processes writing one run used to fail on each other's rows with a traceback. The second is
+    refused in one line naming the first; once the first is killed (-9: no cleanup ran) the run resumes."""
+    from selfinstruct.paths import LOCK_NAME
+    from selfinstruct.testing.fake_server import FaultPlan
+
+    run_dir = tmp_path / "run"
+    slow = FaultPlan(seed=3, slow=1.0, slow_delay=1.0)  # every reply takes a second: the first stays busy
+    with FakeOpenAIServer(self_instruct_responder, faults=slow) as server:
+        command = _generate_args(run_dir, server.base_url, n=40)
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+        try:
+            lock = run_dir / LOCK_NAME
+            deadline = time.monotonic() + 120
+            while not (lock.is_file() and lock.read_text().strip() == str(first.pid)):
+                assert time.monotonic() < deadline and first.poll() is None, "the first never took the run"
+                time.sleep(0.05)
+            second = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=180)
+            assert second.returncode == 1, second.stderr
+            line = _one_error_line(second)
+            assert f"{run_dir}: another selfinstruct process (pid {first.pid}) is writing this run" in line
+            assert first.poll() is None  # the refused command did not disturb the running one
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        third = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert "Resuming" in third.stderr
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    assert conn.execute("SELECT COUNT(*) FROM instructions").fetchone()[0] >= 40
+    conn.close()
 
 
 # -- the review page -----------------------------------------------------------------------------------

@@ -246,3 +246,23 @@ def test_speed_options_reach_the_trainer(tmp_path: Path) -> None:
     if importlib.util.find_spec("liger_kernel") is None:
         with pytest.raises(UserError, match="liger-kernel"):
             sft_arguments(build_config(data=tmp_path, out=tmp_path, liger_kernel=True), tmp_path, "fp32")
+
+
+def test_a_second_training_into_the_same_folder_is_refused_while_one_runs(
+    tiny_base: Path, instances_file: Path, tmp_path: Path
+) -> None:
+    """Two trainings into one OUT would mix their checkpoints: the second is refused before it loads
+    anything, and the folder is usable again once the first lets go."""
+    from selfinstruct.errors import ResourceBusyError
+    from selfinstruct.paths import lock_folder
+
+    out = tmp_path / "m"
+    out.mkdir()
+    held = lock_folder(out, "model")  # as the running training holds it (flock: per open file)
+    try:
+        with pytest.raises(ResourceBusyError, match=rf"^{out}: another selfinstruct process \(pid \d+\)"):
+            run_finetune(_config(instances_file, tiny_base, out, max_steps=1))
+        assert not (out / "checkpoints").exists()
+    finally:
+        held.release()
+    assert run_finetune(_config(instances_file, tiny_base, out, max_steps=1)).steps == 1

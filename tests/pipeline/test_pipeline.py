@@ -27,7 +27,7 @@ def _run(run_dir: Path, base_url: str, **extra: object):
     try:
         return execute(run, show_progress=False)
     finally:
-        run.store.close()
+        run.close()
 
 
 def _dataset(run_dir: Path) -> dict[str, object]:
@@ -210,7 +210,7 @@ def test_resume_refuses_other_seeds_and_keeps_its_saved_settings(
         open_run(run_dir, None, {"seeds": str(PAPER_SEEDS)})
     # Resumed with no flags at all: the saved settings (server, model, target, temperature) are used.
     run = open_run(run_dir, None, {})
-    run.store.close()
+    run.close()
     assert run.resumed
     assert run.settings.lm.base_url == [fake_server.base_url] and run.settings.lm.backend == "openai"
     assert run.settings.num_instructions == 5 and run.settings.generation.temperature == 0.3
@@ -220,7 +220,7 @@ def test_resume_refuses_other_seeds_and_keeps_its_saved_settings(
     try:
         summary = execute(run, show_progress=False)
     finally:
-        run.store.close()
+        run.close()
     assert summary.kept >= 20
     new_gen = [b for b in fake_server.bodies[sent:] if b.get("max_tokens") == 1024]
     assert new_gen and {b["temperature"] for b in new_gen} == {0.3}
@@ -316,7 +316,7 @@ def test_summary_reports_each_endpoint(tmp_path: Path) -> None:
         try:
             summary = execute(run, show_progress=False)
         finally:
-            run.store.close()
+            run.close()
         served = {fast.base_url: fast.requests_served, slow.base_url: slow.requests_served}
     rows = {row["endpoint"].rstrip("/"): row for row in summary.endpoints}
     assert set(rows) == set(served)

@@ -336,3 +336,22 @@ def typer_app(command: Callable[..., None]) -> typer.Typer:
     app = typer.Typer()
     app.command()(command)
     return app
+
+
+def test_a_second_loop_in_the_same_folder_is_refused_while_one_runs(tmp_path: Path) -> None:
+    from selfinstruct.errors import ResourceBusyError
+    from selfinstruct.paths import lock_folder
+    from selfinstruct.reproduce.loop import run_loop
+
+    out = tmp_path / "loop"
+    out.mkdir()
+    loop = open_loop(out, "cpu", None, {})
+    held = lock_folder(out, "loop")
+    try:
+        ran = FakeSteps(out, loop.steps)
+        with pytest.raises(ResourceBusyError, match="is writing this loop"):
+            run_loop(loop, child=ran)
+        assert ran.ran == [] and not (out / SETTINGS_FILE).exists()
+    finally:
+        held.release()
+    assert open_loop(out).pending == [s.name for s in loop.steps]  # the lock file alone is no foreign folder

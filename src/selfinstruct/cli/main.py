@@ -85,7 +85,7 @@ def _run_stages(
         run.discard_if_unused()  # a run rejected before any work leaves no directory behind
         raise
     finally:
-        run.store.close()
+        run.close()
     _print_summary(summary)
     if export:
         written = export_run(run_dir)

@@ -33,7 +33,7 @@ from selfinstruct.finetune.model import (
     resolve_precision,
     torch_dtype,
 )
-from selfinstruct.paths import atomic_write, created_dirs
+from selfinstruct.paths import atomic_write, created_dirs, lock_folder
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -316,7 +316,24 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> Finetun
     _, out = cfg.require_paths()
     # Refused data (checked while the trainer is built) leaves no empty OUT behind.
     with created_dirs(out):
-        trainer, facts = build_trainer(cfg, console)
+        # One launch trains into OUT at a time (its checkpoints would be mixed); its other ranks share it.
+        lock = lock_folder(out, "model") if int(os.environ.get("RANK", "0")) == 0 else None
+        try:
+            trainer, facts = build_trainer(cfg, console)
+        except BaseException:
+            if lock is not None:
+                lock.release(remove=True)
+            raise
+    try:
+        return _train_and_save(cfg, out, trainer, facts)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_and_save(
+    cfg: FinetuneConfig, out: Path, trainer: SFTTrainer, facts: dict[str, Any]
+) -> FinetuneSummary:
     resume = facts["resume"]
     if trainer.is_world_process_zero():
         record_training(out, facts["identity"])

@@ -20,7 +20,14 @@ from selfinstruct.errors import UserError
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.cache import SQLiteResponseCache
 from selfinstruct.lm.factory import build_client
-from selfinstruct.paths import atomic_write, check_output_dir, created_dirs, database_error, storage_error
+from selfinstruct.paths import (
+    atomic_write,
+    check_output_dir,
+    created_dirs,
+    database_error,
+    lock_folder,
+    storage_error,
+)
 from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
 from selfinstruct.pipeline.summary import RunSummary, summarize, summary_markdown
 from selfinstruct.records import Task
@@ -37,6 +44,9 @@ class OpenRun:
     # For a run this command created: the directories it made (outermost first); None for an older run.
     created: list[Path] | None = None
 
+    def close(self) -> None:
+        self.store.close()  # releases the run's lock too
+
     def discard_if_unused(self) -> bool:
         """Remove a run this command created when it holds no work yet (no LM reply, no instruction):
         a rejected command leaves no run behind. Returns whether it was removed."""
@@ -44,6 +54,8 @@ class OpenRun:
             return False
         self.store.close()
         _remove_db(self.store.path)
+        if self.store.lock is not None:
+            self.store.lock.release(remove=True)
         for directory in reversed(self.created):
             with suppress(OSError):
                 directory.rmdir()  # only when empty: never removes files put there by others
@@ -65,7 +77,13 @@ def open_run(
     creates nothing; `option` names the run directory's flag in messages."""
     if not (run_dir / DB_NAME).exists() and create:
         return _create_run(run_dir, config_path, overrides, option, flag_names)
-    store = RunStore.open(run_dir, create=create)
+    lock = lock_folder(run_dir, "run") if (run_dir / DB_NAME).exists() else None
+    try:
+        store = RunStore.open(run_dir, create=create)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         saved = store.get_meta("settings")
         settings = resolve_settings(
@@ -82,12 +100,14 @@ def open_run(
             seeds = load_seed_tasks(settings.seeds)
             store.save_seeds(seeds)
         store.set_meta("settings", settings.model_dump(mode="json"))
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         store.close()
-        raise (database_error(exc, store.path) or exc) from None
-    except BaseException:
-        store.close()
+        if lock is not None:
+            lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise (database_error(exc, store.path) or exc) from None
         raise
+    store.lock = lock  # one process writes a run at a time; released when the store closes
     return OpenRun(settings, store, seeds, resumed=saved is not None)
 
 
@@ -103,10 +123,15 @@ def _create_run(
     seeds = load_seed_tasks(settings.seeds)
     db = run_dir / DB_NAME
     with created_dirs(run_dir) as created:
+        lock = lock_folder(run_dir, "run")
+        if db.exists():  # another process created this run meanwhile, and has finished: resume it
+            lock.release()
+            return open_run(run_dir, config_path, overrides, option=option, flag_names=flag_names)
         try:
             store = RunStore(db)
         except BaseException:
             _remove_db(db)
+            lock.release(remove=True)
             raise
         try:
             store.save_seeds(seeds)
@@ -114,9 +139,11 @@ def _create_run(
         except BaseException as exc:
             store.close()
             _remove_db(db)
+            lock.release(remove=True)
             if isinstance(exc, sqlite3.Error):
                 raise (database_error(exc, db) or exc) from None
             raise
+    store.lock = lock
     return OpenRun(settings, store, seeds, resumed=False, created=created)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from selfinstruct.errors import UserError
+from selfinstruct.paths import LOCK_NAME, created_dirs, lock_folder
 from selfinstruct.reproduce.plan import ReproduceSettings, Step, build_plan, resolve_settings
 from selfinstruct.reproduce.runner import MARKERS, StepRecord, pending_steps, run_child, run_steps
 
@@ -90,7 +91,7 @@ def open_loop(
             settings = wanted
         resumed = True
     else:
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
             raise UserError(
                 f"--out {out}: a non-empty folder that is not a reproduce folder (no {SETTINGS_FILE})"
             )
@@ -140,8 +141,13 @@ def run_loop(
     """Run the pending steps, then write results.md and results.html; returns the records and both pages."""
     from selfinstruct.reproduce.results import collect, write_results
 
-    archive_previous(loop)
-    save_settings(loop)
-    records = run_steps(loop.out, loop.steps, child=child, on_event=on_event)
-    md, html = write_results(loop.out, collect(loop.out, loop.settings, loop.steps, records))
+    with created_dirs(loop.out):
+        lock = lock_folder(loop.out, "loop")  # a second loop here would run the same steps at once
+    try:
+        archive_previous(loop)
+        save_settings(loop)
+        records = run_steps(loop.out, loop.steps, child=child, on_event=on_event)
+        md, html = write_results(loop.out, collect(loop.out, loop.settings, loop.steps, records))
+    finally:
+        lock.release()
     return records, md, html
