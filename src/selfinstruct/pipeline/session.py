@@ -52,10 +52,10 @@ class OpenRun:
         a rejected command leaves no run behind. Returns whether it was removed."""
         if self.created is None or self.store.has_work():
             return False
+        if self.store.lock is not None:
+            self.store.lock.release(remove=True)  # unlinked while still held: no one else can hold it
         self.store.close()
         _remove_db(self.store.path)
-        if self.store.lock is not None:
-            self.store.lock.release(remove=True)
         for directory in reversed(self.created):
             with suppress(OSError):
                 directory.rmdir()  # only when empty: never removes files put there by others
@@ -84,6 +84,7 @@ def open_run(
         if lock is not None:
             lock.release()
         raise
+    store.lock = lock  # one process writes a run at a time; released when the store closes
     try:
         saved = store.get_meta("settings")
         settings = resolve_settings(
@@ -100,14 +101,12 @@ def open_run(
             seeds = load_seed_tasks(settings.seeds)
             store.save_seeds(seeds)
         store.set_meta("settings", settings.model_dump(mode="json"))
-    except BaseException as exc:
+    except sqlite3.Error as exc:
         store.close()
-        if lock is not None:
-            lock.release()
-        if isinstance(exc, sqlite3.Error):
-            raise (database_error(exc, store.path) or exc) from None
+        raise (database_error(exc, store.path) or exc) from None
+    except BaseException:
+        store.close()
         raise
-    store.lock = lock  # one process writes a run at a time; released when the store closes
     return OpenRun(settings, store, seeds, resumed=saved is not None)
 
 
@@ -133,17 +132,17 @@ def _create_run(
             _remove_db(db)
             lock.release(remove=True)
             raise
+        store.lock = lock
         try:
             store.save_seeds(seeds)
             store.set_meta("settings", settings.model_dump(mode="json"))
         except BaseException as exc:
+            lock.release(remove=True)
             store.close()
             _remove_db(db)
-            lock.release(remove=True)
             if isinstance(exc, sqlite3.Error):
                 raise (database_error(exc, db) or exc) from None
             raise
-    store.lock = lock
     return OpenRun(settings, store, seeds, resumed=False, created=created)
 
 
