@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 import yaml
 
 from selfinstruct.errors import UserError
-from selfinstruct.paths import LOCK_NAME, created_dirs, lock_folder
+from selfinstruct.paths import LOCK_NAME, atomic_write, created_dirs, lock_folder
 from selfinstruct.reproduce.plan import ReproduceSettings, Step, build_plan, resolve_settings
 from selfinstruct.reproduce.runner import MARKERS, StepRecord, pending_steps, run_child, run_steps
 
@@ -126,10 +125,8 @@ def save_settings(loop: Loop) -> None:
     path = loop.out / SETTINGS_FILE
     if path.exists() and not loop.changes:
         return
-    loop.out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SETTINGS_FILE}.tmp")
-    tmp.write_text(yaml.safe_dump(loop.settings.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        handle.write(yaml.safe_dump(loop.settings.model_dump(mode="json"), sort_keys=False))
 
 
 def run_loop(

@@ -11,7 +11,6 @@ the steps themselves resume their own work (generate from its run store, finetun
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from selfinstruct.errors import CommandError
+from selfinstruct.paths import atomic_write
 from selfinstruct.reproduce.plan import Step
 
 MARKERS = "steps"
@@ -96,11 +96,8 @@ def _resumable(out: Path, step: Step, todo: set[str]) -> bool:
 
 
 def _write_marker(out: Path, record: StepRecord) -> None:
-    path = out / MARKERS / f"{record.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(out / MARKERS / f"{record.name}.json") as handle:
+        handle.write(json.dumps(asdict(record), indent=1))
 
 
 SELFINSTRUCT = (sys.executable, "-m", "selfinstruct")
