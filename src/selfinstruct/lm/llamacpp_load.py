@@ -7,6 +7,10 @@ problem. The model parameter `use_extra_bufts = False` avoids it. The high-level
 does not expose that field, so every load in this project goes through `load_model`, which builds the
 low-level parameters itself. Where the CPU has no AMX the extra buffer types stay on: on the AMD EPYC
 development machine they are worth a measured speed-up (docs/benchmarks.md).
+
+The decision reads the CPU flags through `read_cpuinfo`, which tests replace to play other CPUs. That
+must never make the AMX path run on a real AMX CPU, so every load also asks the kernel itself
+(`this_cpu_has_amx`) and refuses extra buffer types there, whatever it was told.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 from selfinstruct.lm.base import LMError
 
 AMX_FLAGS = frozenset({"amx_tile", "amx_int8", "amx_bf16"})
+CPUINFO = "/proc/cpuinfo"
 
 
-def read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> str:
+def read_cpuinfo(path: Path = Path(CPUINFO)) -> str:
     """The kernel's CPU description, or "" where there is none (not Linux)."""
     try:
         return path.read_text(encoding="utf-8", errors="replace")
@@ -42,6 +47,24 @@ def use_extra_buffer_types(cpuinfo: str | None = None) -> bool:
     return not cpu_has_amx(read_cpuinfo() if cpuinfo is None else cpuinfo)
 
 
+def this_cpu_has_amx() -> bool:
+    """The real CPU's flags, read from the kernel at each call, never through `read_cpuinfo`."""
+    try:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as handle:
+            return cpu_has_amx(handle.read())
+    except OSError:
+        return False
+
+
+def refuse_amx_path(extra_buffer_types: bool) -> None:
+    """Stop before llama.cpp's AMX path could run: extra buffer types on a CPU that has AMX."""
+    if extra_buffer_types and this_cpu_has_amx():
+        raise LMError(
+            "refusing to load a GGUF model with llama.cpp's extra buffer types on this CPU: it has Intel "
+            "AMX, where their AMX path crashes"
+        )
+
+
 def model_params(llama_cpp: Any, *, extra_buffer_types: bool) -> Any:
     """llama.cpp's default model parameters (CPU only, memory-mapped) with the extra buffer types set."""
     params = llama_cpp.llama_model_default_params()
@@ -56,6 +79,7 @@ def load_model(llama_cpp: Any, path: Path, *, extra_buffer_types: bool | None = 
     `extra_buffer_types=None` decides from this machine's CPU flags."""
     if extra_buffer_types is None:
         extra_buffer_types = use_extra_buffer_types()
+    refuse_amx_path(extra_buffer_types)
     params = model_params(llama_cpp, extra_buffer_types=extra_buffer_types)
     model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
     if not model:
@@ -77,6 +101,7 @@ def load_high_level(
     the bare-library baselines of the tests and benchmarks."""
     if extra_buffer_types is None:
         extra_buffer_types = use_extra_buffer_types()
+    refuse_amx_path(extra_buffer_types)
     low_level = llama_cpp.llama_cpp
     original = low_level.llama_model_default_params
 
