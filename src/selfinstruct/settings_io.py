@@ -81,7 +81,9 @@ def describe(err: ValidationError) -> tuple[list[str], str]:
     """The first problem of a validation error: (key path, `setting <dotted key>: <message>`)."""
     first = err.errors()[0]
     keys = [str(p) for p in first["loc"]]
-    return keys, f"setting {'.'.join(keys)}: {first['msg']}" if keys else f"settings: {first['msg']}"
+    # A validator's own message reads better without pydantic's "Value error, " in front of it.
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return keys, f"setting {'.'.join(keys)}: {msg}" if keys else f"settings: {msg}"
 
 
 def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:

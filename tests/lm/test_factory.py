@@ -29,10 +29,13 @@ def test_the_settings_choices_and_the_generated_flag_are_the_registry() -> None:
     assert f"One of: {', '.join(BACKENDS)}." in help_text
 
 
-def test_the_eval_commands_offer_the_registry() -> None:
-    from selfinstruct.cli import eval as eval_cli
+def test_a_judge_or_model_spec_names_any_backend_of_the_registry() -> None:
+    from selfinstruct.lm.settings import parse_model_spec
 
-    assert tuple(eval_cli.BACKENDS) == tuple(BACKENDS)
+    for name in BACKENDS:
+        assert parse_model_spec(f"{name}/some/model") == (name, "some/model")
+    assert parse_model_spec("embedded") == ("embedded", None)
+    assert parse_model_spec("gpt-4o-mini") == ("openai", "gpt-4o-mini")
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,9 @@ REQUESTS = [
 @pytest.mark.slow
 def test_concurrency_one_gives_the_one_at_a_time_backends_tokens(gguf: Path) -> None:
     """Greedy and seeded sampling with penalties, token for token, against the pre-batching backend."""
-    settings = LMSettings(backend="embedded", threads=1, context_length=CTX, concurrency=1)
+    settings = LMSettings(
+        backend="embedded", threads=1, context_length=CTX, concurrency=1, batch_invariant=False
+    )
     batched = _batched(settings, REQUESTS, together=False)
     expected = _one_at_a_time(gguf, REQUESTS)
     got = [(c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for c in batched]
@@ -123,7 +125,9 @@ def test_concurrency_one_gives_the_one_at_a_time_backends_tokens(gguf: Path) -> 
 
 @pytest.mark.slow
 def test_concurrent_requests_end_by_their_own_stop_and_max_tokens(gguf: Path) -> None:
-    settings = LMSettings(backend="embedded", threads=1, context_length=CTX, concurrency=4)
+    settings = LMSettings(
+        backend="embedded", threads=1, context_length=CTX, concurrency=4, batch_invariant=False
+    )
     requests = [
         (TASKS + "Task 3:", Decoding(max_tokens=40, stop=("\n",))),
         (TASKS + "Task 3:", Decoding(max_tokens=3)),
@@ -150,7 +154,9 @@ def test_requests_arriving_together_decode_their_shared_prefix_once(gguf: Path) 
         f"Example {i}: Is '{w}' a fruit? Output: yes\n" for i, w in enumerate(["apple", "pear"] * 8)
     )
     prompts = [header + f"Example 16: Is 'stone {k}' a fruit? Output:" for k in range(4)]
-    settings = LMSettings(backend="embedded", threads=1, context_length=CTX, concurrency=4)
+    settings = LMSettings(
+        backend="embedded", threads=1, context_length=CTX, concurrency=4, batch_invariant=False
+    )
 
     async def scenario() -> tuple[list[Completion], int, int]:
         lm = LlamaCppLM(settings)

@@ -106,6 +106,6 @@ def test_with_a_lora_adapter_too(model: None, tmp_path: Path) -> None:
 
 
 def test_the_setting_names_its_own_cache_identity() -> None:
-    plain = LlamaCppLM(LMSettings(backend="embedded")).identity
+    plain = LlamaCppLM(LMSettings(backend="embedded", batch_invariant=False)).identity
     invariant = LlamaCppLM(LMSettings(backend="embedded", batch_invariant=True)).identity
     assert invariant != plain and invariant.startswith("embedded:") and "batch-invariant" in invariant

@@ -56,8 +56,17 @@ class Flag(NamedTuple):
 # Section -> flag prefix. The LM and filter knobs are used most, so they get the short names.
 RUN_FLAGS = FlagTable(
     RunSettings,
-    prefix={"lm": "", "generation": "gen-", "filters": "", "classify": "clf-", "instances": "inst-"},
+    prefix={
+        "lm": "",
+        "generation": "gen-",
+        "filters": "",
+        "classify": "clf-",
+        "instances": "inst-",
+        "quality": "",
+    },
     rename={
+        "instances.copy_filter": "copy-filter",
+        "instances.copy_threshold": "copy-threshold",
         "generation.classification_only": "classification-only",
         "generation.keep_truncated": "keep-truncated",
         "generation.max_requests": "max-requests",
@@ -72,6 +81,7 @@ RUN_FLAGS = FlagTable(
         "filters": "Stage 1: filters",
         "classify": "Stage 2: classification",
         "instances": "Stage 3: instances",
+        "quality": "Data quality",
     },
     default_panel="Run",
 )
@@ -82,6 +92,8 @@ def _flag_type(annotation: Any) -> Any:
     origin = get_origin(annotation)
     if origin in (Union, types.UnionType):
         inner = [a for a in get_args(annotation) if a is not type(None)]
+        if any(get_origin(a) is Literal for a in inner):
+            return str  # a number or a word ("2" or "auto"): pydantic tells them apart
         return _flag_type(inner[0])
     if origin is Literal:
         return str
@@ -94,8 +106,10 @@ def _help(description: str | None, annotation: Any, default: Any) -> str:
     """Help text with the choices (for Literal settings) and the default; brackets escaped for rich. A
     description that explains its own default (`default: ...`) is not given a second one."""
     text = description or ""
-    literal = [a for a in (annotation, *get_args(annotation)) if get_origin(a) is Literal]
-    if literal:
+    # Choices only where the setting is nothing but a choice (not "a number or auto").
+    members = [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
+    literal = [a for a in (annotation, *members) if get_origin(a) is Literal]
+    if literal and (get_origin(annotation) is Literal or all(get_origin(a) is Literal for a in members)):
         text += f" One of: {', '.join(map(str, get_args(literal[0])))}."
     if "default" in text.lower():
         return text.strip()

@@ -11,6 +11,7 @@ Layout of the output directory:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,13 +20,15 @@ import resource
 import shutil
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfinstruct.errors import UserError
 from selfinstruct.finetune.config import FinetuneConfig
-from selfinstruct.finetune.data import load_examples, to_dataset
+from selfinstruct.finetune.data import gated_data_file, load_examples, to_dataset
 from selfinstruct.finetune.model import (
     gguf_location,
     load_base,
@@ -229,12 +232,14 @@ def build_trainer(cfg: FinetuneConfig, console: Console | None = None) -> tuple[
     from selfinstruct.finetune.progress import RichProgressCallback
 
     data, out = cfg.require_paths()
+    gated = gated_data_file(data, out, cfg.min_quality, cfg.gate_judge, cfg.include_seeds)
     data_file, examples = load_examples(
         data,
         include_seeds=cfg.include_seeds,
         seeds=cfg.seeds,
         seed=cfg.seed,
         allow_eval_data=cfg.allow_eval_data,
+        gated=gated,
     )
     # Before the (slow) model load, so that checkpoints of another run are refused at once.
     identity = training_identity(cfg, data_file)
@@ -331,6 +336,18 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> Finetun
             lock.release()
 
 
+@contextlib.contextmanager
+def _known_harmless_warnings() -> Iterator[None]:
+    """Silence what PEFT says at every save of an adapter whose base has no config.json beside it (a GGUF
+    file's folder, or an offline Hub id): it cannot check the vocabulary size and assumes it unchanged.
+    That is true here (training never adds tokens or resizes the embeddings), so the line is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", r"Could not find a config file in .* will assume that the vocabulary was not modified"
+        )
+        yield
+
+
 def _train_and_save(
     cfg: FinetuneConfig, out: Path, trainer: SFTTrainer, facts: dict[str, Any]
 ) -> FinetuneSummary:
@@ -339,12 +356,14 @@ def _train_and_save(
         record_training(out, facts["identity"])
     start = time.perf_counter()
     first_step = trainer.state.global_step
-    trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - start
-    state = trainer.state
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trainer.model.parameters())
-    adapter = save_outputs(trainer, cfg, out)
+    with _known_harmless_warnings():
+        trainer.train(resume_from_checkpoint=resume)
+        seconds = time.perf_counter() - start
+        state = trainer.state
+        # Counted before saving: merging the LoRA weights into the model leaves nothing trainable.
+        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in trainer.model.parameters())
+        adapter = save_outputs(trainer, cfg, out)
     gguf = write_llama_cpp_adapter(cfg, out, adapter) if trainer.is_world_process_zero() else {}
 
     history = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h and "step" in h]

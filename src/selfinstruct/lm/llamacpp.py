@@ -42,6 +42,7 @@ from selfinstruct.lm.base import Completion, Decoding
 from selfinstruct.lm.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path
 from selfinstruct.lm.llamacpp_batch import BatchEngine, fit_prompt
 from selfinstruct.lm.settings import LMSettings
+from selfinstruct.lm.threads import resolve_threads
 
 __all__ = ["LlamaCppLM", "fit_prompt"]
 
@@ -115,7 +116,7 @@ class LlamaCppLM:
             path,
             n_seq=self.settings.concurrency,
             n_ctx_seq=self.settings.context_length,
-            threads=self.settings.threads,
+            threads=resolve_threads(self.settings.threads),
             lora=self._lora,
             batch_invariant=self.settings.batch_invariant,
             llama_cpp=llama_cpp,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from selfinstruct.errors import UserError
 
 # The names of `lm.factory.BACKENDS`, the registry (a test holds the two equal; a Literal because pydantic
 # validates against it and the generated --backend flag lists its choices in --help).
@@ -56,7 +58,11 @@ class LMSettings(BaseModel):
     )
     requests_per_minute: float | None = Field(default=None, gt=0, description="Optional request rate limit.")
     tokens_per_minute: float | None = Field(default=None, gt=0, description="Optional token rate limit.")
-    threads: int = Field(default=1, ge=1, description="CPU threads of the embedded model.")
+    threads: int | Literal["auto"] = Field(
+        default="auto",
+        description="CPU threads of the embedded model: a number, or auto (one per physical core this "
+        "process may use; OpenMP waits passively, so a busy machine does not collapse).",
+    )
     lora: str | None = Field(
         default=None,
         description="embedded: a LoRA adapter in llama.cpp's GGUF format (finetune writes OUT/adapter.gguf), "
@@ -64,9 +70,10 @@ class LMSettings(BaseModel):
     )
     context_length: int = Field(default=2048, ge=256, description="Context window of the embedded model.")
     batch_invariant: bool = Field(
-        default=False,
-        description="embedded: replies independent of what they are batched with (identical at any "
-        "concurrency, at some CPU cost; docs/benchmarks.md).",
+        default=True,
+        description="embedded: replies independent of what they are batched with, so a run is the same at "
+        "any concurrency, thread count or timing; --no-batch-invariant takes llama.cpp's default kernels "
+        "(up to 1.1x faster in evaluation, replies depend on the batch; docs/benchmarks.md).",
     )
     device: str | None = Field(default=None, description="transformers device: cpu, cuda, cuda:1 ...")
     batch_size: int = Field(default=16, ge=1, description="transformers: prompts decoded together.")
@@ -74,3 +81,29 @@ class LMSettings(BaseModel):
         default="auto", description="transformers: weight dtype."
     )
     endpoint_backoff: float = Field(default=30.0, ge=0, description="Seconds a failing endpoint rests.")
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: object) -> int | str:
+        """A number of threads (1 or more) or `auto`; one message for any other value."""
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+            raise ValueError(f"expected a number of threads (1 or more) or auto, got {value!r}")
+        return int(text)
+
+
+def parse_model_spec(spec: str, option: str = "--judge") -> tuple[BackendName, str | None]:
+    """`BACKEND/MODEL` (`openai/gpt-4o-mini`, `transformers/Qwen/Qwen2.5-7B-Instruct`, `embedded/x.gguf`),
+    a backend alone (`embedded`: its default model), or a bare model name, which means an OpenAI-compatible
+    server. `option` names the flag in errors."""
+    spec = spec.strip()
+    if not spec:
+        raise UserError(f"{option}: give BACKEND/MODEL, for example openai/gpt-4o-mini")
+    backends: tuple[BackendName, ...] = get_args(BackendName)
+    head, sep, rest = spec.partition("/")
+    for backend in backends:
+        if head == backend and (rest or not sep):
+            return backend, rest or None
+    return "openai", spec
