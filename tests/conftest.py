@@ -64,3 +64,17 @@ def count_rows(db: Path, sql: str) -> int:
         return 0
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small finished run (10 instructions, exported) made against the fake server."""
+    import subprocess
+
+    run_dir = tmp_path_factory.mktemp("fake_run") / "run"
+    with FakeOpenAIServer(self_instruct_responder) as server:
+        done = subprocess.run(
+            generate_command(run_dir, server.base_url, num=10), capture_output=True, text=True
+        )
+    assert done.returncode == 0, done.stderr
+    return run_dir

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from selfinstruct.cli.extras import require
 from selfinstruct.cli.options import FlagTable, flag_names, with_flags
 from selfinstruct.finetune.config import SECTION, FinetuneSettings
 from selfinstruct.settings_io import resolve
@@ -77,7 +78,9 @@ FINETUNE_FLAGS = FlagTable(
         "allow_eval_data": ("--allow-eval-data",),
     },
     panel={
-        **dict.fromkeys(("data", "include_seeds", "seeds", "allow_eval_data"), DATA),
+        **dict.fromkeys(
+            ("data", "min_quality", "gate_judge", "include_seeds", "seeds", "allow_eval_data"), DATA
+        ),
         **dict.fromkeys(("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge"), LORA),
         **dict.fromkeys(("base", "out", "progress"), None),
     },
@@ -122,6 +125,7 @@ def finetune(
     from selfinstruct.finetune.train import run_finetune
 
     console = Console(stderr=True)
+    require("hf", "finetune")
     _quiet_library_bars()
     try:
         summary = run_finetune(cfg, console)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 
 def report(
@@ -82,7 +83,9 @@ def report(
             figure_format=figure_format,
         )
     for note in result.notes.values():
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(
+            Text.assemble(("note: ", "yellow"), note)
+        )  # the note as text: "[analysis]" is no markup
     console.print(f"Wrote {out} ({len(result.figures)} figures, {result.table1.instructions:,} instructions)")
     if figures_dir is not None:
         console.print(f"Figures saved in {figures_dir} as {figure_format}")

@@ -9,6 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from selfinstruct.cli.extras import missing
+from selfinstruct.errors import UserError
+
 console = Console(stderr=True)
 
 
@@ -73,6 +76,11 @@ def reproduce(
         "superni": {"tasks": str(superni.expanduser().absolute())} if superni else {},
     }
     loop = open_loop(out, preset, config, overrides, update=update)
+    if "finetune" in loop.pending and (absent := missing("hf")):
+        line = f"the fine-tuning step needs {', '.join(absent)}: pip install 'selfinstruct[hf]'"
+        if not dry_run:
+            raise UserError(line)
+        console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     if loop.changes:
         console.print(f"Updating {loop.out}: " + "; ".join(loop.changes), markup=False, soft_wrap=True)
     table = Table(title=f"Plan ({'resuming' if loop.resumed else 'new'}: {loop.out})")
