@@ -53,7 +53,7 @@ def test_paper_files_show_each_kept_instruction_with_its_replies(tmp_path: Path)
     store.finish_instances(spam, "Class label: ...", "length", [InstanceRecord(0, "Win", "spam", "kept")])
     store.close()
 
-    written = export_run(run, tmp_path / "out", ["paper"])
+    written = export_run(run, tmp_path / "out", ["paper"]).files
 
     instructions = _rows(written["machine_generated_instructions"][0])
     assert instructions == [

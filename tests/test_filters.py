@@ -111,9 +111,12 @@ def test_the_one_list_of_verdicts_is_exactly_what_the_pipeline_produces() -> Non
         "Example 1\nInput: same\nOutput: one\nExample 2\nInput: same\nOutput: two",
         "".join(f"Example {i}\nInput: in {i}\nOutput: out {i}\n" for i in range(1, 8)),
     ]
+    # An example of the stage-3 prompt itself, written back by the model.
+    shown = next(i for t in generator.other_examples for i in t.instances if len(i.output.split()) >= 4)
+    replies.append(f"Example 1\nInput: {shown.input}\nOutput: {shown.output}\n")
     verdicts = [
         r.verdict
-        for n, (reply, finish) in enumerate(zip(replies, ("length", "stop", "stop"), strict=True))
+        for n, (reply, finish) in enumerate(zip(replies, ("length", "stop", "stop", "stop"), strict=True))
         for r in generator.process(n, reply, finish, False)
     ]
     dropped = [v for v in verdicts if v != KEPT]

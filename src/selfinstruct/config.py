@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,7 @@ from pydantic import (
 
 from selfinstruct.lm.base import Decoding
 from selfinstruct.lm.credentials import public_url
-from selfinstruct.lm.settings import LMSettings
+from selfinstruct.lm.settings import LMSettings, parse_model_spec
 from selfinstruct.settings_io import resolve
 
 DEFAULT_BLACKLIST: tuple[str, ...] = (
@@ -124,6 +124,39 @@ class InstanceSettings(BaseModel):
         default_factory=lambda: ["Example 6", "Task:"], description="Stage-3 stop sequences."
     )
     max_instances: int = Field(5, ge=1, description="At most this many instances kept per task (random).")
+    copy_filter: bool = Field(
+        True,
+        description="Drop an instance whose input or output reproduces an example of its prompt (not in "
+        "the paper: --no-copy-filter for the paper's exact filters).",
+    )
+    copy_threshold: float = Field(
+        0.7, ge=0, le=1, description="ROUGE-L F with a prompt example's field at which a field is a copy."
+    )
+
+
+class QualitySettings(BaseModel):
+    """Rating the data on the paper's Table 2 questions as it is made (`generate --judge`); `selfinstruct
+    rate` rates a finished run. The judge starts from the run's LM settings and takes what is given here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judge: str | None = Field(
+        None,
+        description="Rate every kept instance as it is made: checks (model-free), embedded, or "
+        "BACKEND/MODEL (openai/gpt-4o-mini; a bare name: an OpenAI-compatible server). Default: none.",
+    )
+    judge_base_url: list[str] = Field(
+        default_factory=list, description="The judge's endpoint(s), repeatable. Default: --base-url."
+    )
+    judge_api: Literal["completion", "chat"] | None = Field(
+        None, description="The judge's API. Default: chat on the openai backend, else completion."
+    )
+    judge_api_key_env: str | None = Field(
+        None, description="Environment variable holding the judge's API key. Default: --api-key-env."
+    )
+    judge_concurrency: int | None = Field(
+        None, ge=1, description="Judge requests in flight at once. Default: --concurrency."
+    )
 
 
 class RunSettings(BaseModel):
@@ -141,6 +174,7 @@ class RunSettings(BaseModel):
     filters: FilterSettings = Field(default_factory=FilterSettings)
     classify: ClassifySettings = Field(default_factory=ClassifySettings)
     instances: InstanceSettings = Field(default_factory=InstanceSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @model_validator(mode="after")
     def _check(self) -> RunSettings:
@@ -158,6 +192,36 @@ class RunSettings(BaseModel):
         if isinstance(data, dict) and isinstance(data.get("base_url"), list):
             data["base_url"] = [public_url(url) for url in data["base_url"]]
         return data
+
+    @field_serializer("quality", mode="wrap")
+    def _judge_without_credentials(
+        self, quality: QualitySettings, handler: SerializerFunctionWrapHandler
+    ) -> Any:
+        data = handler(quality)
+        if isinstance(data, dict) and isinstance(data.get("judge_base_url"), list):
+            data["judge_base_url"] = [public_url(url) for url in data["judge_base_url"]]
+        return data
+
+    def judge_lm(self) -> LMSettings | None:
+        """The judge's LM settings: the run's, with the judge's backend, model and connection; None for no
+        judge or the model-free checks. The openai backend's judge talks chat unless told otherwise."""
+        q = self.quality
+        if q.judge is None or q.judge.strip() == "checks":
+            return None
+        backend, model = parse_model_spec(q.judge)
+        changes: dict[str, Any] = {
+            "backend": backend,
+            "model": model,
+            "api": q.judge_api or ("chat" if backend == "openai" else "completion"),
+            "lora": None,  # an adapter belongs to the generating model
+        }
+        if q.judge_base_url:
+            changes["base_url"] = list(q.judge_base_url)
+        if q.judge_api_key_env:
+            changes["api_key_env"] = q.judge_api_key_env
+        if q.judge_concurrency:
+            changes["concurrency"] = q.judge_concurrency
+        return LMSettings.model_validate(self.lm.model_dump() | changes)
 
     # Decoding settings of each stage, built in one place.
     def generation_decoding(self) -> Decoding:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from selfinstruct.errors import UserError
 from selfinstruct.paths import atomic_write, check_output_dir
 from selfinstruct.pipeline.prepare import prepare_run
+from selfinstruct.quality.gate import GateResult, apply_gate
 from selfinstruct.records import Task
 from selfinstruct.store import RunStore
 
@@ -63,14 +64,25 @@ def _model_tag(store: RunStore) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "lm"
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """{format name: (path, rows)} and what the quality gate let through."""
+
+    files: dict[str, tuple[Path, int]]
+    gate: GateResult
+
+
 def export_run(
     run_dir: Path,
     out_dir: Path | None = None,
     formats: Iterable[str] = FORMATS,
     *,
     include_seeds: bool = True,
-) -> dict[str, tuple[Path, int]]:
-    """Write the requested formats; returns {name: (path, rows)}."""
+    min_quality: str = "auto",
+    gate_judge: str | None = None,
+) -> ExportResult:
+    """Write the requested formats, each with the instances the quality gate lets through (`min_quality`,
+    `quality.gate`); the paper's instruction files keep every kept instruction."""
     formats = list(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
@@ -79,13 +91,20 @@ def export_run(
     check_output_dir(out)
     store = RunStore.open(run_dir)
     try:
-        tasks = store.generated_tasks()
+        gate = apply_gate(store, min_quality, gate_judge)
+        tasks = store.generated_tasks(only=gate.passed)
         written: dict[str, tuple[Path, int]] = {}
         if "paper" in formats:
-            written.update(_paper_files(store, out, tasks))
+            written.update(_paper_files(store, out, tasks, gate))
         if "finetune" in formats:
-            # The same stage 4 as `selfinstruct prepare`: the run's seed, its model's EOS text.
-            result = prepare_run(run_dir, out / "finetune.jsonl", include_seeds=include_seeds)
+            # The same stage 4 as `selfinstruct prepare`: the run's seed, its model's EOS text, the gate.
+            result = prepare_run(
+                run_dir,
+                out / "finetune.jsonl",
+                include_seeds=include_seeds,
+                min_quality=min_quality,
+                gate_judge=gate_judge,
+            )
             written["finetune"] = (result.path, result.rows)
         if "alpaca" in formats:
             path = out / "alpaca.json"
@@ -113,12 +132,14 @@ def export_run(
             with atomic_write(path, binary=True) as handle:
                 pq.write_table(table, handle)
             written["parquet"] = (path, len(rows))
-        return written
+        return ExportResult(written, gate)
     finally:
         store.close()
 
 
-def _paper_files(store: RunStore, out: Path, tasks: list[Task]) -> dict[str, tuple[Path, int]]:
+def _paper_files(
+    store: RunStore, out: Path, tasks: list[Task], gate: GateResult
+) -> dict[str, tuple[Path, int]]:
     rows = store.stored_instructions()
     written: dict[str, tuple[Path, int]] = {}
     path = out / "machine_generated_instructions.jsonl"
@@ -150,7 +171,7 @@ def _paper_files(store: RunStore, out: Path, tasks: list[Task]) -> dict[str, tup
             ),
         ),
     )
-    by_instruction = store.kept_instances_by_instruction()
+    by_instruction = store.kept_instances_by_instruction(gate.passed)
     path = out / "machine_generated_instances.jsonl"
     written["machine_generated_instances"] = (
         path,

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from selfinstruct.config import FilterSettings
+from selfinstruct.novelty.rouge import rouge_l_f, tokenize
 from selfinstruct.parse import ParsedInstance
+from selfinstruct.records import Instance
 
 KEPT = "kept"
 
@@ -33,6 +35,7 @@ INSTANCE_VERDICTS = (
     "empty_output",
     "input_equals_output",
     "ends_with_colon",
+    "copied_example",
     "conflicting_outputs",
     "duplicate",
     "over_limit",
@@ -90,12 +93,46 @@ class InstructionFilter:
         return Verdict(KEPT)
 
 
-def filter_instances(parsed: Sequence[ParsedInstance]) -> list[Verdict]:
+@dataclass(frozen=True)
+class CopyCheck:
+    """Finds an instance that reproduces an example shown in the prompt that generated it (not in the
+    paper: docs/pipeline.md). Small models copy a few-shot example's input and output under an unrelated
+    instruction. A field copies when it has at least `min_tokens` tokens and its ROUGE-L F with the same
+    field of an example (rouge_score's tokens: lowercase alphanumerics, so case, spacing and punctuation
+    do not hide a copy) is at least `threshold`. Short fields (a class label, "Yes") are never copies."""
+
+    examples: Sequence[Instance]
+    threshold: float = 0.7
+    min_tokens: int = 4
+
+    @cached_property
+    def _fields(self) -> dict[str, list[list[str]]]:
+        return {
+            name: [
+                tokens for e in self.examples if len(tokens := tokenize(getattr(e, name))) >= self.min_tokens
+            ]
+            for name in ("input", "output")
+        }
+
+    def copied(self, inst: ParsedInstance) -> Verdict | None:
+        """`Verdict("copied_example", field and score)` when `inst` reproduces an example, else None."""
+        for name in ("input", "output"):
+            tokens = tokenize(getattr(inst, name))
+            if len(tokens) < self.min_tokens:
+                continue
+            best = max((rouge_l_f(tokens, example) for example in self._fields[name]), default=0.0)
+            if best >= self.threshold:
+                return Verdict("copied_example", f"{name} ROUGE-L {best:.2f}")
+        return None
+
+
+def filter_instances(parsed: Sequence[ParsedInstance], copies: CopyCheck | None = None) -> list[Verdict]:
     """Stage 3's instance filters, one verdict per parsed instance, in order.
 
     Per instance: cut by the length limit, empty output, input == output, input or output ending with ':'
-    (a sign of truncation). Then for the task: two instances with the same non-empty input but different
-    outputs void all of them; exact duplicates after the first are dropped."""
+    (a sign of truncation), then (with `copies`) a copy of a prompt example. Then for the task: two
+    instances with the same non-empty input but different outputs void all of them; exact duplicates after
+    the first are dropped."""
     verdicts: list[Verdict] = []
     for inst in parsed:
         if inst.truncated:
@@ -106,6 +143,8 @@ def filter_instances(parsed: Sequence[ParsedInstance]) -> list[Verdict]:
             verdicts.append(Verdict("input_equals_output"))
         elif inst.input.endswith(":") or inst.output.endswith(":"):
             verdicts.append(Verdict("ends_with_colon"))
+        elif copies is not None and (copy := copies.copied(inst)) is not None:
+            verdicts.append(copy)
         else:
             verdicts.append(Verdict(KEPT))
     outputs_by_input: dict[str, set[str]] = {}

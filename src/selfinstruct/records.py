@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,39 @@ class RunCounts:
     instructions_with_instances: int  # with at least one kept instance
     candidate_verdicts: dict[str, int]
     instance_verdicts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RatingItem:
+    """A kept instance with its instruction, as a judge rates it."""
+
+    instance_id: int
+    instruction_id: int
+    instruction: str
+    input: str
+    output: str
+
+
+# The keys of the paper's three Table 2 questions (`selfinstruct.quality.questions` words them).
+Question = Literal["valid_task", "input_ok", "output_ok"]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One rater's answers on one item: True (yes), False (no) or None (unrated: no clear answer)."""
+
+    valid_task: bool | None
+    input_ok: bool | None
+    output_ok: bool | None
+
+    def get(self, key: Question) -> bool | None:
+        value: bool | None = getattr(self, key)
+        return value
+
+    @property
+    def all_yes(self) -> bool | None:
+        """All three yes: True; any no: False; otherwise (some unrated, none no) None."""
+        values = [self.valid_task, self.input_ok, self.output_ok]
+        if any(v is False for v in values):
+            return False
+        return True if all(v is True for v in values) else None

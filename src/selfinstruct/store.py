@@ -12,10 +12,11 @@ on any connection; `RunStore` also writes), and rows come back as the dataclasse
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,14 @@ from pathlib import Path
 from selfinstruct.errors import UserError
 from selfinstruct.paths import FolderLock, database_error, storage_error
 from selfinstruct.records import (
+    Answers,
     CandidateRecord,
     GenRequestRow,
     Instance,
     InstanceRecord,
     KeptInfo,
     KeptInstruction,
+    RatingItem,
     RunCounts,
     SimilarInstruction,
     StoredInstruction,
@@ -38,7 +41,20 @@ from selfinstruct.records import (
 DB_NAME = "run.sqlite"
 SCHEMA_VERSION = 1
 
-SCHEMA = """
+# The fixed random sample of kept instructions (one kept instance each) rated on the Table 2 questions: by
+# people on the review page and by `selfinstruct rate --sample`, so that both rate the same items.
+SAMPLE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS review_sample (
+    sample_key     TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    instruction_id INTEGER NOT NULL,
+    instance_id    INTEGER NOT NULL,
+    PRIMARY KEY (sample_key, position)
+);
+"""
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -105,7 +121,22 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_instruction ON instances(instruction_id);
 CREATE INDEX IF NOT EXISTS instances_verdict ON instances(verdict);
+-- The paper's Table 2 questions answered on kept instances by a judge (an LLM, or the model-free checks):
+-- one row per instance and judge. Answers: 1 yes, 0 no, NULL unrated (no clear answer).
+CREATE TABLE IF NOT EXISTS quality_ratings (
+    instance_id INTEGER NOT NULL REFERENCES instances(id),
+    judge       TEXT NOT NULL,              -- the judge's identity (backend:model:mode, or 'checks')
+    valid_task  INTEGER,
+    input_ok    INTEGER,
+    output_ok   INTEGER,
+    reasons     TEXT NOT NULL DEFAULT '{}', -- JSON {question: the judge's short reason}
+    reply       TEXT NOT NULL DEFAULT '',   -- the judge's raw reply (untrusted text)
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (instance_id, judge)
+);
 """
+    + SAMPLE_SCHEMA
+)
 
 
 __all__ = [
@@ -139,6 +170,19 @@ def _like_escape(text: str) -> str:
 
 def _opt_bool(value: object) -> bool | None:
     return None if value is None else bool(value)
+
+
+def _json_dict(text: str) -> dict[str, str]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def sample_key(size: int, seed: int) -> str:
+    """How a rating sample is named in `review_sample` (the review page's `--sample` and `--seed`)."""
+    return f"seed={seed};size={size}"
 
 
 class WalCheckpointer:
@@ -305,19 +349,24 @@ class RunReader:
         ).fetchall()
         return [Instance(r["input"], r["output"]) for r in rows]
 
-    def kept_instances_by_instruction(self) -> dict[int, list[Instance]]:
-        """Every kept instance, by instruction id, in the order stage 3 parsed them."""
+    def kept_instances_by_instruction(self, only: Collection[int] | None = None) -> dict[int, list[Instance]]:
+        """Every kept instance (or those whose id is in `only`), by instruction id, in the order stage 3
+        parsed them."""
         by_id: dict[int, list[Instance]] = {}
         for r in self.conn.execute(
-            "SELECT instruction_id, input, output FROM instances WHERE verdict='kept'"
+            "SELECT id, instruction_id, input, output FROM instances WHERE verdict='kept'"
             " ORDER BY instruction_id, position"
         ):
-            by_id.setdefault(r["instruction_id"], []).append(Instance(r["input"], r["output"]))
+            if only is None or r["id"] in only:
+                by_id.setdefault(r["instruction_id"], []).append(Instance(r["input"], r["output"]))
         return by_id
 
-    def generated_tasks(self, *, with_instances_only: bool = True) -> list[Task]:
-        """Kept instructions with their kept instances, in acceptance order."""
-        by_id = self.kept_instances_by_instruction()
+    def generated_tasks(
+        self, *, with_instances_only: bool = True, only: Collection[int] | None = None
+    ) -> list[Task]:
+        """Kept instructions with their kept instances (or those whose id is in `only`: what a quality gate
+        let through), in acceptance order."""
+        by_id = self.kept_instances_by_instruction(only)
         tasks = []
         for k in self.kept_instructions():
             instances = tuple(by_id.get(k.id, ()))
@@ -325,6 +374,82 @@ class RunReader:
                 continue
             tasks.append(Task(k.instruction, instances, k.is_classification, id=f"gen_{k.id}"))
         return tasks
+
+    # -- data quality ----------------------------------------------------------------------------------
+    def rating_items(self, instance_ids: Sequence[int] | None = None) -> list[RatingItem]:
+        """Kept instances with their instruction, in order (all, or those of `instance_ids`)."""
+        sql = (
+            "SELECT x.id, x.instruction_id, i.instruction, x.input, x.output FROM instances x"
+            " JOIN instructions i ON i.id = x.instruction_id WHERE x.verdict = 'kept'"
+        )
+        rows = self.conn.execute(sql + " ORDER BY x.instruction_id, x.position").fetchall()
+        items = [RatingItem(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        if instance_ids is None:
+            return items
+        wanted = set(instance_ids)
+        return [item for item in items if item.instance_id in wanted]
+
+    def kept_instance_ids_of(self, instruction_id: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT id FROM instances WHERE instruction_id = ? AND verdict = 'kept' ORDER BY position",
+            (instruction_id,),
+        )
+        return [int(r[0]) for r in rows]
+
+    def quality_judges(self) -> list[tuple[str, int]]:
+        """(judge, instances it rated), the judge that rated most first (ties: the latest first)."""
+        rows = self.conn.execute(
+            "SELECT judge, COUNT(*) AS n, MAX(created_at) AS last FROM quality_ratings GROUP BY judge"
+            " ORDER BY n DESC, last DESC"
+        )
+        return [(r["judge"], int(r["n"])) for r in rows]
+
+    def quality_answers(self, judge: str) -> dict[int, Answers]:
+        """A judge's answers by instance id."""
+        rows = self.conn.execute(
+            "SELECT instance_id, valid_task, input_ok, output_ok FROM quality_ratings WHERE judge = ?",
+            (judge,),
+        )
+        return {int(r[0]): Answers(_opt_bool(r[1]), _opt_bool(r[2]), _opt_bool(r[3])) for r in rows}
+
+    def quality_reasons(self, judge: str) -> dict[int, dict[str, str]]:
+        rows = self.conn.execute("SELECT instance_id, reasons FROM quality_ratings WHERE judge = ?", (judge,))
+        return {int(r[0]): _json_dict(r[1]) for r in rows}
+
+    def rated_instance_ids(self, judge: str) -> set[int]:
+        rows = self.conn.execute("SELECT instance_id FROM quality_ratings WHERE judge = ?", (judge,))
+        return {int(r[0]) for r in rows}
+
+    def human_answers(self) -> dict[str, dict[int, Answers]]:
+        """The review page's Table 2 ratings by rater, then instance id (its `review_ratings` table, owned
+        by `selfinstruct.web.db`; none before the page was first opened)."""
+        try:
+            rows = self.conn.execute(
+                "SELECT rater, item_key, valid_task, input_ok, output_ok FROM review_ratings"
+                " WHERE kind = 'data'"
+            ).fetchall()
+        except sqlite3.OperationalError:  # the review page never opened this run
+            return {}
+        by_rater: dict[str, dict[int, Answers]] = {}
+        for r in rows:
+            key = str(r["item_key"])
+            if key.startswith("instance:") and key[9:].isdigit():
+                answers = Answers(_opt_bool(r[2]), _opt_bool(r[3]), _opt_bool(r[4]))
+                by_rater.setdefault(r["rater"], {})[int(key[9:])] = answers
+        return by_rater
+
+    def rating_sample(self, size: int, seed: int) -> list[tuple[int, int]]:
+        """The stored rating sample of `size` items for `seed` as (instruction id, instance id), or [] when
+        none is stored yet (`RunStore.draw_rating_sample` draws one)."""
+        try:
+            rows = self.conn.execute(
+                "SELECT instruction_id, instance_id FROM review_sample WHERE sample_key = ?"
+                " ORDER BY position",
+                (sample_key(size, seed),),
+            ).fetchall()
+        except sqlite3.OperationalError:  # a run from before the sample lived here, never reviewed
+            return []
+        return [(int(r[0]), int(r[1])) for r in rows]
 
     # -- summaries -------------------------------------------------------------------------------------
     def verdict_counts(self, table: str) -> dict[str, int]:
@@ -615,6 +740,29 @@ class RunStore(RunReader):
             (int(is_classification), reply, instruction_id),
         )
 
+    # -- data quality ----------------------------------------------------------------------------------
+    def save_quality_rating(
+        self, instance_id: int, judge: str, answers: Answers, reasons: dict[str, str], reply: str
+    ) -> None:
+        """Store (or replace) one judge's answers on one instance."""
+        self.conn.execute(
+            "INSERT INTO quality_ratings(instance_id, judge, valid_task, input_ok, output_ok, reasons, reply,"
+            " created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance_id, judge) DO UPDATE SET"
+            " valid_task = excluded.valid_task, input_ok = excluded.input_ok, output_ok = excluded.output_ok,"
+            " reasons = excluded.reasons, reply = excluded.reply, created_at = excluded.created_at",
+            (
+                instance_id,
+                judge,
+                *(
+                    None if v is None else int(v)
+                    for v in (answers.valid_task, answers.input_ok, answers.output_ok)
+                ),
+                json.dumps(reasons, ensure_ascii=False),
+                reply,
+                time.time(),
+            ),
+        )
+
     # -- stage 3 ---------------------------------------------------------------------------------------
     def finish_instances(
         self, instruction_id: int, reply: str, finish_reason: str, instances: list[InstanceRecord]
@@ -630,3 +778,35 @@ class RunStore(RunReader):
                 " VALUES(?, ?, ?, ?, ?, ?)",
                 [(instruction_id, i.position, i.input, i.output, i.verdict, i.detail) for i in instances],
             )
+
+
+def draw_rating_sample(run: RunReader, size: int, seed: int) -> list[tuple[int, int]]:
+    """The rating sample: `size` kept instructions drawn at random with one kept instance each, as
+    (instruction id, instance id). Drawn once and stored (in one transaction, on any connection), so every
+    rater, judge and restart sees the same items; stored only when full (while fewer are eligible it is
+    drawn again each time)."""
+    stored = run.rating_sample(size, seed)
+    if stored:
+        return stored
+    eligible = run.instructions_with_kept_instances()
+    rng = random.Random(seed)
+    chosen = rng.sample(eligible, min(size, len(eligible)))
+    pairs = [(iid, rng.choice(run.kept_instance_ids(iid))) for iid in chosen]
+    if pairs and len(pairs) == size:
+        conn = run.conn
+        in_transaction = conn.in_transaction
+        if not in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(SAMPLE_SCHEMA)
+            conn.executemany(
+                "INSERT OR IGNORE INTO review_sample VALUES (?, ?, ?, ?)",
+                [(sample_key(size, seed), pos, iid, xid) for pos, (iid, xid) in enumerate(pairs)],
+            )
+        except BaseException:
+            if not in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if not in_transaction:
+            conn.execute("COMMIT")
+    return pairs

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct.cli.eval import parse_judge_spec
 from selfinstruct.evaluate.report import ItemRecord, JudgeRecord, ModelInfo, load_report, write_report
 from selfinstruct.evaluate.run import GenerationOptions, build_report, postprocess_prediction
 from selfinstruct.evaluate.session import public_url
+from selfinstruct.lm.settings import parse_model_spec as parse_judge_spec
 
 
 @pytest.mark.parametrize(

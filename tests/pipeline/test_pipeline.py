@@ -276,7 +276,7 @@ def test_export_files_load_with_datasets(tmp_path: Path, fake_server: FakeOpenAI
     import datasets
 
     _run(tmp_path / "run", fake_server.base_url)
-    written = export_run(tmp_path / "run")
+    written = export_run(tmp_path / "run").files
     out = tmp_path / "run" / "export"
     names = {p.name for p in out.iterdir()}
     assert {

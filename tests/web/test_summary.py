@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from selfinstruct.web.summary import cohen_kappa, percent_agreement, to_csv
+from selfinstruct.quality.stats import cohen_kappa, percent_agreement
+from selfinstruct.web.summary import to_csv
 
 
 def test_cohen_kappa_by_hand() -> None:

@@ -19,7 +19,7 @@ from selfinstruct.evaluate.report import check_report_paths, load_report
 from selfinstruct.evaluate.run import POSTPROCESS_CHOICES, GenerationOptions
 from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
 from selfinstruct.evaluate.settings import EvalSettings
-from selfinstruct.lm.factory import BACKENDS as BACKEND_REGISTRY
+from selfinstruct.lm.settings import parse_model_spec
 from selfinstruct.paths import atomic_write
 from selfinstruct.settings_io import load_yaml, resolve
 
@@ -32,7 +32,6 @@ eval_app = typer.Typer(
 
 LM_PANEL = "LM backend"
 JUDGE_PANEL = "LLM judge"
-BACKENDS = tuple(BACKEND_REGISTRY)  # the names a --judge BACKEND/MODEL spec may start with
 
 # The flags `superni` and `tasks` share, generated from `EvalSettings`; the LM's are the run's LM flags.
 EVAL_FLAGS = FlagTable(
@@ -131,17 +130,6 @@ def eval_settings(
     }
     with_judge = {**overrides, "judge": given}
     return resolve(EvalSettings, config, with_judge, section=EVAL_SECTION, flag_names=names)
-
-
-def parse_judge_spec(spec: str) -> tuple[str, str]:
-    """`BACKEND/MODEL` (`openai/gpt-4o-mini`, `transformers/Qwen/Qwen2.5-7B-Instruct`) or a bare model name,
-    which means an OpenAI-compatible server."""
-    head, sep, rest = spec.partition("/")
-    if sep and head in BACKENDS and rest:
-        return head, rest
-    if not spec.strip():
-        raise UserError("--judge: give BACKEND/MODEL, for example openai/gpt-4o-mini")
-    return "openai", spec
 
 
 def _unescape(values: list[str] | None) -> tuple[str, ...]:
@@ -347,7 +335,7 @@ def tasks_command(
     def body() -> None:
         judge_spec = None
         if judge or judge_backend or judge_model:
-            spec_backend, spec_model = parse_judge_spec(judge) if judge else ("openai", None)
+            spec_backend, spec_model = parse_model_spec(judge) if judge else ("openai", None)
             judge_spec = {
                 "backend": judge_backend or spec_backend,
                 "model": judge_model or spec_model,

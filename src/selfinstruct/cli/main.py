@@ -43,6 +43,20 @@ InputOption = Annotated[
     ),
 ]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show the live progress bar.")]
+MinQualityOption = Annotated[
+    str,
+    typer.Option(
+        "--min-quality",
+        help="The quality gate on a judge's Table 2 answers (selfinstruct rate): [bold]all[/] keeps "
+        "instances with three yes, [bold]output[/] those with a valid task and a correct output, "
+        "[bold]none[/] every kept instance (the paper). [bold]auto[/]: all when a judge rated every kept "
+        "instance, else none.",
+    ),
+]
+GateJudgeOption = Annotated[
+    str | None,
+    typer.Option("--gate-judge", help="Whose answers the gate reads \\[default: the judge that rated most]"),
+]
 
 
 def _run_stages(
@@ -88,8 +102,9 @@ def _run_stages(
         run.close()
     _print_summary(summary)
     if export:
-        written = export_run(run_dir)
-        console.print(f"Exported {len(written)} files to {run_dir / 'export'}")
+        exported = export_run(run_dir)
+        _say(exported.gate.describe())
+        console.print(f"Exported {len(exported.files)} files to {run_dir / 'export'}")
 
 
 def _say(message: str, style: str | None = None) -> None:
@@ -98,40 +113,10 @@ def _say(message: str, style: str | None = None) -> None:
 
 
 def _print_summary(summary: Any) -> None:
-    from selfinstruct.pipeline.summary import usage_line
+    from selfinstruct.pipeline.summary import summary_tables
 
-    table = Table(title="Stage 1: where the candidates went")
-    table.add_column("step")
-    table.add_column("count", justify="right")
-    table.add_column("share", justify="right")
-    for name, n, share in summary.acceptance_rows():
-        table.add_row(name, str(n), share)
-    console.print(table)
-    other = Table(title="Stages 2-3 and LM usage")
-    other.add_column("what")
-    other.add_column("count", justify="right")
-    other.add_row("stage-1 requests", str(summary.gen_requests))
-    other.add_row("stage-1 replies cut by max_tokens", str(summary.gen_requests_truncated))
-    share = f" ({100 * summary.classification / summary.classified:.0f}%)" if summary.classified else ""
-    other.add_row(
-        "classification tasks / classified", f"{summary.classification}/{summary.classified}{share}"
-    )
-    other.add_row("instances kept / parsed", f"{summary.instances_kept}/{summary.instances}")
-    for verdict, n in summary.instance_drops():
-        other.add_row(f"instances dropped: {verdict}", str(n))
-    for row in summary.usage:
-        other.add_row(*usage_line(row))
-    other.add_row("wall time (s)", f"{summary.wall_seconds}")
-    console.print(other)
-    if summary.endpoints:
-        endpoints = Table(title="LM endpoints")
-        for column in ("endpoint", "requests", "errors", "mean latency (s)"):
-            endpoints.add_column(column, justify="left" if column == "endpoint" else "right")
-        for row in summary.endpoints:
-            endpoints.add_row(
-                str(row["endpoint"]), str(row["requests"]), str(row["errors"]), f"{row['mean_latency_s']:.3f}"
-            )
-        console.print(endpoints)
+    for table in summary_tables(summary):
+        console.print(table)
 
 
 @app.command()
@@ -237,11 +222,23 @@ def prepare(
             "\\[default: the run's seed; the paper used 123]",
         ),
     ] = None,
+    min_quality: MinQualityOption = "auto",
+    gate_judge: GateJudgeOption = None,
 ) -> None:
     """Stage 4: prompt/completion fine-tuning data (the paper's templates, deduplicated, shuffled)."""
     from selfinstruct.pipeline.prepare import prepare_run
 
-    result = prepare_run(run_dir, out, templates=templates, eos=eos, seed=seed, include_seeds=seeds)
+    result = prepare_run(
+        run_dir,
+        out,
+        templates=templates,
+        eos=eos,
+        seed=seed,
+        include_seeds=seeds,
+        min_quality=min_quality,
+        gate_judge=gate_judge,
+    )
+    _say(result.gate.describe())
     console.print(
         f"Wrote {result.rows} prompt/completion pairs to {result.path} "
         f"(templates {result.templates}, eos {result.eos!r} from {result.eos_source}, seed {result.seed})",
@@ -264,15 +261,20 @@ def export_command(
     seeds: Annotated[
         bool, typer.Option("--seeds/--no-seeds", help="Include seed tasks in finetune data.")
     ] = True,
+    min_quality: MinQualityOption = "auto",
+    gate_judge: GateJudgeOption = None,
 ) -> None:
     """Write the run's data: the paper's files, fine-tuning data, Alpaca JSON, chat messages, Parquet."""
     from selfinstruct.export import FORMATS, export_run
 
-    written = export_run(run_dir, out, fmt or FORMATS, include_seeds=seeds)
+    exported = export_run(
+        run_dir, out, fmt or FORMATS, include_seeds=seeds, min_quality=min_quality, gate_judge=gate_judge
+    )
+    _say(exported.gate.describe())
     table = Table(title="Exported")
     table.add_column("file")
     table.add_column("rows", justify="right")
-    for path, rows in written.values():
+    for path, rows in exported.files.values():
         table.add_row(str(path), str(rows))
     console.print(table)
 
@@ -327,6 +329,7 @@ def _register_optional() -> None:
 
     for module_name, attr, name in (
         ("dedup", "dedup", "dedup"),
+        ("rate", "rate", "rate"),
         ("finetune", "finetune", "finetune"),
         ("report", "report", "report"),
         ("review", "review", "review"),

@@ -71,6 +71,13 @@ class FinetuneSettings(BaseModel):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="Module names to adapt; ['all-linear'] adapts every linear layer.",
     )
+    min_quality: Literal["auto", "all", "output", "none"] = Field(
+        default="auto",
+        description="With a run directory as --data, the quality gate on a judge's Table 2 answers: all, "
+        "output (valid task, correct output) or none; auto: all when a judge rated every kept instance. "
+        "A gated run is prepared afresh into OUT/training_data.jsonl.",
+    )
+    gate_judge: str | None = Field(default=None, description="Whose answers the gate reads (default: most).")
     include_seeds: bool = Field(default=True, description="Add the seed tasks' instances (the paper did).")
     seeds: Path | None = Field(
         default=None, description="Seed file or built-in set; default: run's or project's."

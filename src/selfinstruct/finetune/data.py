@@ -19,6 +19,35 @@ if TYPE_CHECKING:
 RUN_DIR_FILES = ("export/finetune.jsonl", "export/all_generated_instances.jsonl")
 
 
+GATED_DATA = "training_data.jsonl"  # a gated run's stage-4 data, written into the model folder
+
+
+def gated_data_file(
+    data: Path, out: Path, min_quality: str, gate_judge: str | None, include_seeds: bool
+) -> Path | None:
+    """For a run directory whose quality gate applies (`quality.gate`): its stage-4 data with only the
+    instances that pass, prepared as `selfinstruct prepare` does into OUT/training_data.jsonl (what the
+    model was trained on stays beside it). None where no gate applies (a file, or an unrated run)."""
+    from selfinstruct.pipeline.prepare import prepare_run
+    from selfinstruct.quality.gate import apply_gate
+    from selfinstruct.store import DB_NAME, RunStore
+
+    if not (data / DB_NAME).is_file() or min_quality == "none":
+        return None
+    store = RunStore.open(data)
+    try:
+        gate = apply_gate(store, min_quality, gate_judge)
+    finally:
+        store.close()
+    if gate.passed is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    result = prepare_run(
+        data, out / GATED_DATA, include_seeds=include_seeds, min_quality=min_quality, gate_judge=gate_judge
+    )
+    return result.path
+
+
 def resolve_data_file(data: Path) -> Path:
     """A JSONL file as is, or the exported training file of a run directory."""
     if data.is_file():
@@ -70,13 +99,15 @@ def load_examples(
     seeds: Path | None = None,
     seed: int = 0,
     allow_eval_data: bool = False,
+    gated: Path | None = None,
 ) -> tuple[Path, list[FinetuneExample]]:
-    """Resolve `data` and read its examples (stage 4 encoding for instance files, seeds added).
+    """Resolve `data` (or take the `gated` file prepared from it) and read its examples (stage 4 encoding
+    for instance files, seeds added).
 
     The paper's user-oriented evaluation set is refused as data or seeds unless `allow_eval_data`."""
     if not allow_eval_data and user_oriented.is_user_oriented_name(data):
         raise user_oriented.refuse_for_training("--data", data)
-    path = resolve_data_file(data)
+    path = gated if gated is not None else resolve_data_file(data)
     seed_tasks = seed_tasks_for(data, seeds, allow_eval_data=allow_eval_data) if include_seeds else []
     examples = read_finetune_data(path, seed=seed, seed_tasks=seed_tasks)
     if not examples:

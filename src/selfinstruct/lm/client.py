@@ -278,3 +278,23 @@ class LMClient:
 
     async def aclose(self) -> None:
         await self.lm.aclose()
+
+
+def one_error(group: BaseExceptionGroup) -> BaseException:
+    """The one exception to raise for a task group of requests: the first that is not an LM failure (a bug or
+    an I/O error keeps its type for the CLI), else one LMError counting the failed requests."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    other = [exc for exc in leaves if not isinstance(exc, LMError)]
+    if other:
+        return other[0]
+    more = f" ({len(leaves) - 1} more requests failed too)" if len(leaves) > 1 else ""
+    error = LMError(f"{leaves[0]}{more}")
+    error.__cause__ = leaves[0]
+    return error

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 
 from selfinstruct.config import RunSettings
-from selfinstruct.filters import KEPT, Verdict, filter_instances
+from selfinstruct.filters import KEPT, CopyCheck, Verdict, filter_instances
 from selfinstruct.parse import parse_input_first, parse_output_first
 from selfinstruct.prompts import input_first_prompt, instance_examples, output_first_prompt
 from selfinstruct.records import InstanceRecord, Task
@@ -18,6 +18,14 @@ class InstanceGenerator:
         n = settings.instances.examples
         self.clf_examples = instance_examples(seeds, True, n, settings.seed)
         self.other_examples = instance_examples(seeds, False, n, settings.seed)
+        self.copies: dict[bool, CopyCheck | None] = {
+            mode: CopyCheck(
+                [i for t in examples for i in t.instances], threshold=settings.instances.copy_threshold
+            )
+            if settings.instances.copy_filter
+            else None
+            for mode, examples in ((True, self.clf_examples), (False, self.other_examples))
+        }
 
     def prompt(self, instruction: str, classification: bool) -> str:
         if classification:
@@ -29,7 +37,7 @@ class InstanceGenerator:
     ) -> list[InstanceRecord]:
         cut = finish_reason == "length"
         parsed = parse_output_first(reply, cut) if classification else parse_input_first(reply, cut)
-        verdicts = filter_instances(parsed)
+        verdicts = filter_instances(parsed, self.copies[classification])
         # At most `max_instances` kept, sampled at random (deterministically per task).
         kept_positions = [i for i, v in enumerate(verdicts) if v.kept]
         limit = self.settings.instances.max_instances

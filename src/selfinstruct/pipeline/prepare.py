@@ -16,12 +16,13 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import read_jsonl
 from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
+from selfinstruct.quality.gate import GateResult, apply_gate
 from selfinstruct.records import FinetuneExample, Instance, Task
 
 # GPT-3's end-of-text, which the paper's script writes; the default when no tokenizer is known.
@@ -395,6 +396,7 @@ class PrepareResult:
     eos_source: str
     seed: int
     templates: str
+    gate: GateResult = field(default_factory=lambda: GateResult("none"))
 
 
 def prepare_run(
@@ -405,12 +407,15 @@ def prepare_run(
     eos: str | None = None,
     seed: int | None = None,
     include_seeds: bool = True,
+    min_quality: str = "auto",
+    gate_judge: str | None = None,
 ) -> PrepareResult:
     """Stage 4 for a run directory: encode its kept tasks (and seeds) and write them atomically.
 
     `eos` defaults to the run's model's end-of-sequence text where it is known offline, else the paper's
-    `<|endoftext|>`; `seed` to the run's own seed. An output path that is the run's database (or its WAL
-    files) or a directory is refused before anything is written."""
+    `<|endoftext|>`; `seed` to the run's own seed. `min_quality` is the quality gate (`quality.gate`):
+    only the instances a judge's answers let through are encoded. An output path that is the run's
+    database (or its WAL files) or a directory is refused before anything is written."""
     from selfinstruct.store import DB_NAME, RunStore
 
     tset = get_template_set(templates)
@@ -431,8 +436,9 @@ def prepare_run(
         else:
             found = eos_for_model(lm.get("backend"), lm.get("model"))
             eos_text, source = (found, "the run's model") if found else (DEFAULT_EOS, "the paper's (GPT-3)")
+        gate = apply_gate(store, min_quality, gate_judge)
         examples = prepare_finetune_data(
-            store.generated_tasks(),
+            store.generated_tasks(only=gate.passed),
             seed=seed,
             seed_tasks=store.seed_tasks() if include_seeds else (),
             eos=eos_text,
@@ -441,4 +447,4 @@ def prepare_run(
     finally:
         store.close()
     rows = write_finetune_jsonl(examples, target)
-    return PrepareResult(target, rows, eos_text, source, seed, tset.name)
+    return PrepareResult(target, rows, eos_text, source, seed, tset.name, gate)

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 from selfinstruct.config import RunSettings
 from selfinstruct.lm.base import Completion, LMError, Request
-from selfinstruct.lm.client import LMClient
+from selfinstruct.lm.client import LMClient, one_error
 from selfinstruct.novelty import NoveltyIndex
 from selfinstruct.pipeline.classify import Classifier
 from selfinstruct.pipeline.instances import InstanceGenerator
 from selfinstruct.pipeline.instructions import InstructionProcessor, build_generation_prompt
-from selfinstruct.records import Task
+from selfinstruct.quality.rating import Judge, rate_items, unrated
+from selfinstruct.records import RatingItem, Task
 from selfinstruct.store import RunStore
 
 STAGES = ("instructions", "classify", "instances")
@@ -40,6 +41,7 @@ class PipelineState:
     kept: int = 0
     gen_requests_done: int = 0
     instructions_finished: int = 0
+    rated: int = 0  # kept instances a judge rated in this session (`--judge`)
     stopped_reason: str = ""
 
 
@@ -57,6 +59,7 @@ class PipelineRunner:
         *,
         stages: Sequence[str] = STAGES,
         on_update: Callable[[PipelineState], None] | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -76,6 +79,8 @@ class PipelineRunner:
         )
         self.classifier = Classifier(settings, self.seeds)
         self.instance_generator = InstanceGenerator(settings, self.seeds)
+        # Rates each kept instance as soon as stage 3 keeps it (only where stage 3 runs).
+        self.judge = judge if "instances" in self.stages else None
         self._group: asyncio.TaskGroup | None = None
 
     # -- entry point -----------------------------------------------------------------------------------
@@ -84,12 +89,14 @@ class PipelineRunner:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                for kept in self.store.unfinished_instructions():
+                unfinished = self.store.unfinished_instructions()
+                for kept in unfinished:
                     self._follow_up(kept.id, kept.instruction, kept.is_classification)
+                self._rate_left_over({kept.id for kept in unfinished})
                 if "instructions" in self.stages:
                     await self._generate()
         except BaseExceptionGroup as group_error:
-            error = _one_error(group_error)
+            error = one_error(group_error)
             raise error from error.__cause__  # the group itself is no news to anyone
         finally:
             self._group = None
@@ -104,6 +111,8 @@ class PipelineRunner:
         )
         if left:
             raise LMError(f"{left} kept instructions are still unfinished")
+        if self.judge is not None and (unrated := self._unrated()):
+            raise LMError(f"{len(unrated)} kept instances are still unrated")
 
     def _load_machine_instructions(self) -> None:
         """Kept instructions in acceptance order (prompts sample from them)."""
@@ -230,23 +239,29 @@ class PipelineRunner:
         self.store.finish_instances(instruction_id, reply.text, reply.finish_reason, records)
         self.state.instructions_finished += 1
         self.on_update(self.state)
+        if self.judge is not None:
+            await self._rate(self.store.rating_items(self.store.kept_instance_ids_of(instruction_id)))
 
+    # -- rating (--judge) ------------------------------------------------------------------------------
+    def _unrated(self) -> list[RatingItem]:
+        assert self.judge is not None
+        return unrated(self.store, self.judge.name, self.store.rating_items())
 
-def _one_error(group: BaseExceptionGroup) -> BaseException:
-    """The exception `run` raises for its task group's: the first that is not an LM failure (a bug or
-    an I/O error keeps its type for the CLI), else one LMError counting the failed requests."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            pending[:0] = list(exc.exceptions)
-        else:
-            leaves.append(exc)
-    other = [exc for exc in leaves if not isinstance(exc, LMError)]
-    if other:
-        return other[0]
-    more = f" ({len(leaves) - 1} more requests failed too)" if len(leaves) > 1 else ""
-    error = LMError(f"{leaves[0]}{more}")
-    error.__cause__ = leaves[0]
-    return error
+    def _rate_left_over(self, unfinished: set[int]) -> None:
+        """On resume: rate the kept instances of finished instructions that a judge has not rated yet (those
+        of unfinished instructions are rated when their stage 3 is done)."""
+        if self.judge is None:
+            return
+        left = [item for item in self._unrated() if item.instruction_id not in unfinished]
+        if left:
+            assert self._group is not None
+            self._group.create_task(self._rate(left))
+
+    async def _rate(self, items: Sequence[RatingItem]) -> None:
+        assert self.judge is not None
+
+        def counted(item: RatingItem, verdict: object) -> None:
+            self.state.rated += 1
+            self.on_update(self.state)
+
+        await rate_items(self.judge, items, self.store, on_done=counted)

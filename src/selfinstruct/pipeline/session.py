@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from selfinstruct.config import RunSettings, resolve_settings
 from selfinstruct.errors import UserError
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.cache import SQLiteResponseCache
+from selfinstruct.lm.client import LMClient
 from selfinstruct.lm.factory import build_client
 from selfinstruct.paths import (
-    atomic_write,
     check_output_dir,
     created_dirs,
     database_error,
@@ -29,7 +29,8 @@ from selfinstruct.paths import (
     storage_error,
 )
 from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
-from selfinstruct.pipeline.summary import RunSummary, summarize, summary_markdown
+from selfinstruct.pipeline.summary import RunSummary, summarize, write_summary
+from selfinstruct.quality.rating import make_judge
 from selfinstruct.records import Task
 from selfinstruct.seeds import load_seed_tasks
 from selfinstruct.store import DB_NAME, RunStore, WalCheckpointer
@@ -152,21 +153,33 @@ def _remove_db(db: Path) -> None:
             db.with_name(db.name + suffix).unlink(missing_ok=True)
 
 
-class _Display:
-    """A rich progress bar: kept/target, requests in flight, requests/s and tokens."""
+class _TwoLineProgress(Progress):
+    """The bar on one line and the run's figures on the next, so neither is cut at 80 columns."""
+
+    stats: str = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.stats:
+            yield Text(self.stats, overflow="ellipsis", no_wrap=True)
+
+
+class RunProgress:
+    """A live progress display: kept/target with a bar and the elapsed time, then requests in flight,
+    requests/s, tokens and the instructions given instances."""
 
     def __init__(self, console: Console, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
+        self.progress = _TwoLineProgress(
+            TextColumn("[bold]instructions"),
+            BarColumn(bar_width=None),
             TextColumn("{task.completed:.0f}/{task.total:.0f} kept"),
-            TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
             console=console,
             disable=not enabled,
             transient=False,
+            expand=True,
         )
-        self.task_id = self.progress.add_task("instructions", total=1, stats="")
+        self.task_id = self.progress.add_task("instructions", total=1)
 
     def update(self, state: PipelineState, client: Any, started: float) -> None:
         if self.progress.disable:
@@ -175,13 +188,12 @@ class _Display:
         requests = total.requests
         tokens = total.prompt_tokens + total.completion_tokens
         rate = requests / max(time.monotonic() - started, 1e-9)
-        stats = (
-            f"in flight {client.in_flight} | {rate:.1f} req/s | {tokens:,} tokens"
-            f" | instances done {state.instructions_finished}"
+        rated = f" · {state.rated} rated" if state.rated else ""
+        self.progress.stats = (
+            f"  {client.in_flight} in flight · {rate:.1f} req/s · {tokens:,} tokens"
+            f" · {state.instructions_finished} given instances{rated}"
         )
-        self.progress.update(
-            self.task_id, completed=min(state.kept, state.target), total=state.target, stats=stats
-        )
+        self.progress.update(self.task_id, completed=min(state.kept, state.target), total=state.target)
 
 
 async def _drive(
@@ -190,7 +202,8 @@ async def _drive(
     """Run the stages; returns (usage per stage, stats per endpoint)."""
     cache = SQLiteResponseCache(run.store.path)
     client = build_client(run.settings.lm, cache)
-    display = _Display(console, show_progress)
+    judge, judge_client = make_judge(run.settings, cache, client)
+    display = RunProgress(console, show_progress)
     started = time.monotonic()
     runner = PipelineRunner(
         run.settings,
@@ -199,6 +212,7 @@ async def _drive(
         run.seeds,
         stages=stages,
         on_update=lambda state: display.update(state, client, started),
+        judge=judge,
     )
 
     async def refresh() -> None:
@@ -214,20 +228,28 @@ async def _drive(
             ticker.cancel()
             display.update(runner.state, client, started)
             usage = client.usage.as_rows()
-            endpoints = [
-                {
-                    "endpoint": e.endpoint,
-                    "requests": e.requests,
-                    "errors": e.errors,
-                    "mean_latency_s": round(e.mean_latency, 4),
-                }
-                for e in client.endpoint_stats()
-            ]
+            endpoints = _endpoint_rows(client)
+            if judge_client is not None:
+                endpoints += _endpoint_rows(judge_client, " (judge)")
+                if judge_client.lm is not client.lm:
+                    await judge_client.aclose()
             await client.aclose()
             cache.close()
     if runner.state.stopped_reason:
         console.print(f"[yellow]Stopped early: {runner.state.stopped_reason}.")
     return usage, endpoints
+
+
+def _endpoint_rows(client: LMClient, suffix: str = "") -> list[dict[str, object]]:
+    return [
+        {
+            "endpoint": e.endpoint + suffix,
+            "requests": e.requests,
+            "errors": e.errors,
+            "mean_latency_s": round(e.mean_latency, 4),
+        }
+        for e in client.endpoint_stats()
+    ]
 
 
 def execute(
@@ -254,9 +276,5 @@ def execute(
     summary.usage = usage
     summary.endpoints = endpoints
     summary.wall_seconds = round(time.monotonic() - started, 2)
-    run_dir = run.store.path.parent
-    with atomic_write(run_dir / "summary.json") as handle:
-        handle.write(json.dumps(summary.as_dict(), indent=2))
-    with atomic_write(run_dir / "summary.md") as handle:
-        handle.write(summary_markdown(summary))
+    write_summary(run.store.path.parent, summary)
     return summary

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.table import Table
 
 from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS, KEPT
+from selfinstruct.paths import atomic_write
+from selfinstruct.quality.report import QualitySummary, quality_summary, table2_markdown, table2_rich
 from selfinstruct.store import RunReader
 
 
@@ -24,9 +30,12 @@ class RunSummary:
     usage: list[dict[str, object]] = field(default_factory=list)
     endpoints: list[dict[str, object]] = field(default_factory=list)
     wall_seconds: float | None = None
+    quality: QualitySummary = field(default_factory=QualitySummary)
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        data["quality"] = self.quality.as_dict()
+        return data
 
     def acceptance_rows(self) -> list[tuple[str, int, str]]:
         """(stage/filter, count, share of candidates) in the filters' order."""
@@ -46,15 +55,70 @@ class RunSummary:
         return [(v, self.instance_verdicts[v]) for v in (*present, *others)]
 
 
-def usage_line(row: dict[str, object]) -> tuple[str, str]:
-    """One stage's LM usage for the end-of-run table: requests (cache hits), retries, requests that
-    failed for good, tokens."""
-    tokens = int(row.get("prompt_tokens", 0)) + int(row.get("completion_tokens", 0))  # type: ignore[call-overload]
+def _int(row: dict[str, object], key: str) -> int:
+    value = row.get(key, 0)
+    return int(value) if isinstance(value, int | float | str) else 0
+
+
+USAGE_COLUMNS = ("stage", "requests", "cached", "retries", "failed", "tokens")
+
+
+def usage_cells(row: dict[str, object]) -> tuple[str, ...]:
+    """One stage's LM usage, a cell per `USAGE_COLUMNS`: requests sent or answered from the cache, cache
+    hits, retries, requests that failed for good, tokens (prompt + completion)."""
+    tokens = _int(row, "prompt_tokens") + _int(row, "completion_tokens")
     return (
-        f"LM {row.get('stage')}: requests (cached) / retries / failed / tokens",
-        f"{row.get('requests')} ({row.get('cache_hits', 0)}) / {row.get('retries', 0)}"
-        f" / {row.get('errors', 0)} / {tokens:,}",
+        str(row.get("stage")),
+        f"{_int(row, 'requests'):,}",
+        f"{_int(row, 'cache_hits'):,}",
+        f"{_int(row, 'retries'):,}",
+        f"{_int(row, 'errors'):,}",
+        f"{tokens:,}",
     )
+
+
+def summary_tables(summary: RunSummary) -> list[Table]:
+    """The end-of-run tables, each readable at 80 columns: labels short enough not to wrap, LM usage in
+    columns of its own."""
+    funnel = Table(title="Stage 1: where the candidates went")
+    funnel.add_column("step")
+    funnel.add_column("count", justify="right")
+    funnel.add_column("share", justify="right")
+    for name, n, share in summary.acceptance_rows():
+        funnel.add_row(name, str(n), share)
+    stages = Table(title="Stages 2-3")
+    stages.add_column("what")
+    stages.add_column("count", justify="right")
+    stages.add_row("stage-1 requests", str(summary.gen_requests))
+    stages.add_row("stage-1 replies cut by max_tokens", str(summary.gen_requests_truncated))
+    share = f" ({100 * summary.classification / summary.classified:.0f}%)" if summary.classified else ""
+    stages.add_row(
+        "classification tasks / classified", f"{summary.classification}/{summary.classified}{share}"
+    )
+    stages.add_row("instances kept / parsed", f"{summary.instances_kept}/{summary.instances}")
+    for verdict, n in summary.instance_drops():
+        stages.add_row(f"instances dropped: {verdict}", str(n))
+    stages.add_row("wall time (s)", f"{summary.wall_seconds}")
+    tables = [funnel, stages]
+    if summary.usage:
+        usage = Table(title="LM usage")
+        for column in USAGE_COLUMNS:
+            usage.add_column(column, justify="left" if column == "stage" else "right")
+        for row in summary.usage:
+            usage.add_row(*usage_cells(row))
+        tables.append(usage)
+    if summary.endpoints:
+        endpoints = Table(title="LM endpoints")
+        for column in ("endpoint", "requests", "errors", "mean latency (s)"):
+            endpoints.add_column(column, justify="left" if column == "endpoint" else "right")
+        for row in summary.endpoints:
+            endpoints.add_row(
+                str(row["endpoint"]), str(row["requests"]), str(row["errors"]), f"{row['mean_latency_s']:.3f}"
+            )
+        tables.append(endpoints)
+    if summary.quality:
+        tables += table2_rich(summary.quality)
+    return tables
 
 
 def summarize(store: RunReader) -> RunSummary:
@@ -71,6 +135,7 @@ def summarize(store: RunReader) -> RunSummary:
         instances=sum(counts.instance_verdicts.values()),
         instances_kept=counts.instance_verdicts.get(KEPT, 0),
         instance_verdicts=counts.instance_verdicts,
+        quality=quality_summary(store),
     )
 
 
@@ -95,4 +160,35 @@ def summary_markdown(summary: RunSummary) -> str:
             keys = list(rows[0])
             lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
             lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
+    if summary.quality:
+        lines += [
+            "",
+            "## Data quality: the paper's Table 2 questions",
+            "",
+            table2_markdown(summary.quality).rstrip(),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    """summary.json and summary.md in the run directory, each replaced whole."""
+    with atomic_write(run_dir / "summary.json") as handle:
+        handle.write(json.dumps(summary.as_dict(), indent=2))
+    with atomic_write(run_dir / "summary.md") as handle:
+        handle.write(summary_markdown(summary))
+
+
+def refresh_summary(run_dir: Path, store: RunReader) -> RunSummary:
+    """Rewrite the summary from the store after work outside a pipeline run (ratings), keeping the LM usage
+    and wall time the last pipeline run recorded."""
+    summary = summarize(store)
+    try:
+        previous = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    if isinstance(previous, dict):
+        summary.usage = previous.get("usage") or []
+        summary.endpoints = previous.get("endpoints") or []
+        summary.wall_seconds = previous.get("wall_seconds")
+    write_summary(run_dir, summary)
+    return summary

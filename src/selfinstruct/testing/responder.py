@@ -18,6 +18,7 @@ from selfinstruct.prompts import (
     INPUT_FIRST_HEADER,
     OUTPUT_FIRST_HEADER,
 )
+from selfinstruct.quality.judge import JUDGE_PROMPT_END
 
 _VERBS = [
     "Summarize",
@@ -149,8 +150,23 @@ def _output_first_reply(prompt: str) -> str:
     return "\n".join(blocks) + "\n\n"
 
 
+def judge_reply(prompt: str) -> str:
+    """A data judge's answers (the prompt ends with "1."): a mix of yes and no per question, and one reply
+    in ten without a clear answer, as a weak judge gives."""
+    rng = _rng(prompt, "judge")
+    if rng.random() < 0.1:
+        return " It is hard to say without more context."
+    answers = ["Yes" if rng.random() < share else "No" for share in (0.9, 0.8, 0.6)]
+    lines = [
+        f"{n}. {answer} - {'fine' if answer == 'Yes' else 'a problem'}" for n, answer in enumerate(answers, 1)
+    ]
+    return " " + "\n".join(lines)[3:]
+
+
 def self_instruct_responder(prompt: str, body: dict[str, Any]) -> str:
     """Pick the reply kind from the prompt's header, as a real LM would from its context."""
+    if prompt.endswith(JUDGE_PROMPT_END):
+        return judge_reply(prompt)
     if CLASSIFY_QUESTION in prompt.rsplit("\n", 1)[-1]:
         return _classify_reply(prompt)
     if prompt.startswith((GENERATION_HEADER, GENERATION_HEADER_CLASSIFICATION)):

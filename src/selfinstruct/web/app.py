@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from selfinstruct.quality.questions import QUESTIONS
 from selfinstruct.store import DB_NAME, RunStore
 from selfinstruct.web import db, summary
 from selfinstruct.web.evalitems import ResponseItem, load_eval_items, sample_responses
@@ -183,7 +184,7 @@ class ReviewApp:
             request,
             "rate.html",
             **_rating_state(request, items, mine),
-            questions=db.QUESTIONS,
+            questions=QUESTIONS,
         )
 
     async def rate_post(self, request: Request) -> Response:
@@ -196,7 +197,7 @@ class ReviewApp:
         with db.connect(self.db_path) as conn:
             items = {it.key: it for it in db.sample_items(conn, self.config.sample, self.config.seed)}
             item = items.get(form.get("item_key", ""))
-            answers = {k: {"yes": 1, "no": 0}.get(form.get(k, "")) for k, _ in db.QUESTIONS}
+            answers = {k: {"yes": 1, "no": 0}.get(form.get(k, "")) for k, _ in QUESTIONS}
             if item is None or None in answers.values():
                 return self.render(
                     request,
@@ -279,10 +280,10 @@ class ReviewApp:
             request,
             "summary.html",
             data=summary.data_summary(data_rows),
-            data_agreement=summary.agreements(data_rows, [k for k, _ in db.QUESTIONS]),
+            data_agreement=summary.agreements(data_rows, [k for k, _ in QUESTIONS]),
             grades=summary.grade_summary(resp_rows),
             grade_agreement=summary.agreements(resp_rows, ["grade"]),
-            questions=db.QUESTIONS,
+            questions=QUESTIONS,
             grade_names=db.GRADES,
             sample=self.config.sample,
         )

@@ -8,7 +8,6 @@ lets the page read while a pipeline run writes.
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.evaluate.judge import RUBRIC
-from selfinstruct.store import CandidateFilter, RunReader
+from selfinstruct.store import SAMPLE_SCHEMA, CandidateFilter, RunReader, draw_rating_sample
 
 REVIEW_SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_ratings (
@@ -35,21 +34,8 @@ CREATE TABLE IF NOT EXISTS review_ratings (
     UNIQUE (kind, item_key, rater)
 );
 CREATE INDEX IF NOT EXISTS review_ratings_rater ON review_ratings(kind, rater);
--- The fixed random sample of kept instructions (one kept instance each) rated on the Table 2 questions.
-CREATE TABLE IF NOT EXISTS review_sample (
-    sample_key     TEXT NOT NULL,
-    position       INTEGER NOT NULL,
-    instruction_id INTEGER NOT NULL,
-    instance_id    INTEGER NOT NULL,
-    PRIMARY KEY (sample_key, position)
-);
 """
 
-QUESTIONS = (
-    ("valid_task", "Does the instruction describe a valid task?"),
-    ("input_ok", "Is the input appropriate for the instruction?"),
-    ("output_ok", "Is the output a correct and acceptable response to the instruction and input?"),
-)
 # Response grades: the paper's A-D scale, as the LLM judge is given it.
 GRADES: tuple[tuple[str, str], ...] = tuple(RUBRIC.items())
 PAGE_SIZE = 50
@@ -67,7 +53,7 @@ def connect(db: Path) -> Iterator[sqlite3.Connection]:
 
 def init_review_tables(db: Path) -> None:
     with connect(db) as conn:
-        conn.executescript(REVIEW_SCHEMA)
+        conn.executescript(REVIEW_SCHEMA + SAMPLE_SCHEMA)
 
 
 # -- browsing -----------------------------------------------------------------------------------------
@@ -144,33 +130,9 @@ class SampleItem:
         return f"instance:{self.instance_id}"
 
 
-def _draw(conn: sqlite3.Connection, size: int, seed: int) -> list[tuple[int, int]]:
-    """(instruction id, instance id): a random sample of kept instructions with one kept instance each."""
-    run = RunReader(conn)
-    eligible = run.instructions_with_kept_instances()
-    rng = random.Random(seed)
-    pairs = []
-    for iid in rng.sample(eligible, min(size, len(eligible))):
-        pairs.append((iid, rng.choice(run.kept_instance_ids(iid))))
-    return pairs
-
-
 def sample_pairs(conn: sqlite3.Connection, size: int, seed: int) -> list[tuple[int, int]]:
-    """The sample is drawn once and stored, so every rater and every restart sees the same items. It is
-    stored only when full: while a run has fewer eligible instructions it is drawn again each time."""
-    key = f"seed={seed};size={size}"
-    stored = conn.execute(
-        "SELECT instruction_id, instance_id FROM review_sample WHERE sample_key = ? ORDER BY position", (key,)
-    ).fetchall()
-    if stored:
-        return [(int(r[0]), int(r[1])) for r in stored]
-    pairs = _draw(conn, size, seed)
-    if pairs and len(pairs) == size:
-        conn.executemany(
-            "INSERT OR IGNORE INTO review_sample VALUES (?, ?, ?, ?)",
-            [(key, pos, iid, xid) for pos, (iid, xid) in enumerate(pairs)],
-        )
-    return pairs
+    """The rating sample, drawn once and stored by the store (`selfinstruct rate --sample` rates the same)."""
+    return draw_rating_sample(RunReader(conn), size, seed)
 
 
 def sample_items(conn: sqlite3.Connection, size: int, seed: int) -> list[SampleItem]:

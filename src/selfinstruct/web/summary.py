@@ -7,31 +7,13 @@ import io
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-from selfinstruct.web.db import GRADES, QUESTIONS
-
-
-def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
-    """Unweighted Cohen's kappa of two raters' labels on the same items; None when undefined
-    (no items, or both raters always gave one and the same label)."""
-    n = len(a)
-    if n == 0 or n != len(b):
-        return None
-    observed = sum(1 for x, y in zip(a, b, strict=True) if x == y) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb[k] for k in ca.keys() | cb.keys()) / (n * n)
-    if expected >= 1.0:
-        return None
-    return (observed - expected) / (1 - expected)
-
-
-def percent_agreement(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
-    if not a or len(a) != len(b):
-        return None
-    return 100.0 * sum(1 for x, y in zip(a, b, strict=True) if x == y) / len(a)
+from selfinstruct.quality.questions import QUESTIONS
+from selfinstruct.quality.stats import cohen_kappa, percent_agreement
+from selfinstruct.web.db import GRADES
 
 
 @dataclass(frozen=True)
