@@ -18,6 +18,7 @@ FORBIDDEN = {
     "web": {"pipeline", "finetune", "reproduce", "cli"},
     "analysis": {"pipeline", "web", "finetune", "reproduce", "cli"},
     "reproduce": {"cli"},
+    "quality": {"pipeline", "evaluate", "web", "finetune", "analysis", "reproduce", "cli"},
 }
 
 
