@@ -40,3 +40,11 @@ class ResourceBusyError(CommandError):
     """Something the command needs is taken (a network port)."""
 
     exit_code = 1
+
+
+class BudgetExceeded(CommandError):
+    """The run's budget (`--max-cost`, `--max-total-tokens`) could be passed by the next request, so it was
+    not sent. Requests already in flight finished and were stored; a rerun with a higher budget resumes."""
+
+    exit_code = 1
+    summary: object | None = None  # the run's summary at the stop, for the command to show
