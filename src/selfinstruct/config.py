@@ -132,6 +132,11 @@ class InstanceSettings(BaseModel):
     copy_threshold: float = Field(
         0.7, ge=0, le=1, description="ROUGE-L F with a prompt example's field at which a field is a copy."
     )
+    copy_ngram: int = Field(
+        8,
+        ge=2,
+        description="Consecutive tokens shared with a prompt example's field that make a field a copy.",
+    )
 
 
 class QualitySettings(BaseModel):
@@ -159,6 +164,46 @@ class QualitySettings(BaseModel):
     )
 
 
+class CostSettings(BaseModel):
+    """What a run's LM requests cost, and the budget that stops it (docs/pipeline.md, "Cost and budget").
+    Prices are the user's: there is no built-in price table. They apply to every request of the run, the
+    judge's included; cache hits cost nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_input: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens (your provider's price). Default: none."
+    )
+    price_output: float | None = Field(
+        None, ge=0, description="USD per million completion tokens. Default: none."
+    )
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        description="Stop before a request could take the run's spending past this many USD (needs "
+        "--price-input and --price-output; a resumed run may raise it). Default: no limit.",
+    )
+    max_total_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Stop before a request could take the run's prompt + completion tokens (all stages) "
+        "past this. Default: no limit.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CostSettings:
+        if self.max_cost is not None and (self.price_input is None or self.price_output is None):
+            raise ValueError(
+                "max_cost needs price_input and price_output (--price-input, --price-output: USD per "
+                "million tokens)"
+            )
+        return self
+
+    @property
+    def priced(self) -> bool:
+        return self.price_input is not None and self.price_output is not None
+
+
 class RunSettings(BaseModel):
     """Everything a run needs. Saved in the run store so that a resumed run uses the same settings."""
 
@@ -175,6 +220,7 @@ class RunSettings(BaseModel):
     classify: ClassifySettings = Field(default_factory=ClassifySettings)
     instances: InstanceSettings = Field(default_factory=InstanceSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
 
     @model_validator(mode="after")
     def _check(self) -> RunSettings:

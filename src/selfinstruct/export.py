@@ -1,5 +1,6 @@
 """Writing a run's data out: the paper's files, stage-4 fine-tuning data, Alpaca JSON, chat messages
-(also OpenAI's fine-tuning chat format) and Parquet. Each file loads with `datasets.load_dataset`."""
+(also OpenAI's fine-tuning chat format) and Parquet, with a dataset card (README.md, `export_card`) that
+makes the folder a Hugging Face dataset: `datasets.load_dataset(EXPORT_DIR)` loads the instances."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from selfinstruct import __version__, export_card
+from selfinstruct.analysis.stats import table1
+from selfinstruct.config import RunSettings
 from selfinstruct.errors import UserError
 from selfinstruct.paths import atomic_write, check_output_dir
 from selfinstruct.pipeline.prepare import prepare_run
+from selfinstruct.pipeline.summary import summarize
 from selfinstruct.quality.gate import GateResult, apply_gate
 from selfinstruct.records import Task
-from selfinstruct.store import RunStore
+from selfinstruct.store import RunReader, RunStore
 
 FORMATS = ("paper", "finetune", "alpaca", "openai-chat", "parquet")
 
@@ -66,10 +71,11 @@ def _model_tag(store: RunStore) -> str:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """{format name: (path, rows)} and what the quality gate let through."""
+    """{format name: (path, rows)}, what the quality gate let through, and the dataset card."""
 
     files: dict[str, tuple[Path, int]]
     gate: GateResult
+    card: Path | None = None
 
 
 def export_run(
@@ -80,13 +86,17 @@ def export_run(
     include_seeds: bool = True,
     min_quality: str = "auto",
     gate_judge: str | None = None,
+    license_id: str | None = None,
+    repo_id: str | None = None,
 ) -> ExportResult:
     """Write the requested formats, each with the instances the quality gate lets through (`min_quality`,
-    `quality.gate`); the paper's instruction files keep every kept instruction."""
+    `quality.gate`), and the dataset card listing them; the paper's instruction files keep every kept
+    instruction. `license_id` goes into the card's header, `repo_id` into its loading example."""
     formats = list(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise UserError(f"--format: unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    export_card.check_license(license_id)
     out = out_dir or run_dir / "export"
     check_output_dir(out)
     store = RunStore.open(run_dir)
@@ -132,9 +142,56 @@ def export_run(
             with atomic_write(path, binary=True) as handle:
                 pq.write_table(table, handle)
             written["parquet"] = (path, len(rows))
-        return ExportResult(written, gate)
+        facts = _card_facts(store, out, written, gate, tasks, include_seeds, license_id, repo_id)
+        card = out / export_card.CARD_NAME
+        with atomic_write(card) as handle:
+            handle.write(export_card.dataset_card(facts))
+        return ExportResult(written, gate, card)
     finally:
         store.close()
+
+
+def _card_facts(
+    store: RunReader,
+    out: Path,
+    written: dict[str, tuple[Path, int]],
+    gate: GateResult,
+    tasks: list[Task],
+    include_seeds: bool,
+    license_id: str | None,
+    repo_id: str | None,
+) -> export_card.CardFacts:
+    """What the dataset card says, read from the run and from what this export wrote."""
+    saved = store.get_meta("settings")
+    settings = saved if isinstance(saved, dict) else {}
+    lm = settings.get("lm") if isinstance(settings.get("lm"), dict) else {}
+    seeds = store.seed_tasks()
+    instances = instance_rows(tasks)
+    return export_card.CardFacts(
+        files=[
+            export_card.CardFile(key, path.relative_to(out).as_posix(), rows)
+            for key, (path, rows) in written.items()
+            if path.is_file()
+        ],
+        instances=len(instances),
+        backend=str(lm.get("backend") or "embedded"),
+        model=None if lm.get("model") is None else str(lm["model"]),
+        seeds=None if settings.get("seeds") is None else str(settings["seeds"]),
+        seed_tasks=len(seeds),
+        seed_classification=sum(1 for t in seeds if t.is_classification),
+        changes=export_card.settings_changes(settings, RunSettings().model_dump(mode="json")),
+        settings_recorded=isinstance(saved, dict),
+        version=__version__,
+        # Table 1 as the report counts it: every kept instruction, with the instances exported.
+        table1=table1(store.generated_tasks(with_instances_only=False, only=gate.passed)),
+        summary=summarize(store),
+        gate=gate,
+        include_seeds=include_seeds,
+        license=license_id,
+        repo_id=repo_id,
+        contamination=store.get_meta("contamination"),
+        examples=[{k: r[k] for k in ("instruction", "input", "output")} for r in instances[:3]],
+    )
 
 
 def _paper_files(

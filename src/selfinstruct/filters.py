@@ -97,25 +97,33 @@ class InstructionFilter:
 class CopyCheck:
     """Finds an instance that reproduces an example shown in the prompt that generated it (not in the
     paper: docs/pipeline.md). Small models copy a few-shot example's input and output under an unrelated
-    instruction. A field copies when it has at least `min_tokens` tokens and its ROUGE-L F with the same
-    field of an example (rouge_score's tokens: lowercase alphanumerics, so case, spacing and punctuation
-    do not hide a copy) is at least `threshold`. Short fields (a class label, "Yes") are never copies."""
+    instruction, whole or shortened. A field is a copy when it has at least `min_tokens` tokens and, against
+    the same field of an example, either its ROUGE-L F is at least `threshold` (a near-exact copy, edits
+    included) or the two share `ngram` consecutive tokens (a copied passage in a shorter or longer text).
+    Tokens are rouge_score's (lowercase alphanumerics), so case, spacing and punctuation hide nothing.
+    Short fields (a class label, "Yes") are never copies."""
 
     examples: Sequence[Instance]
     threshold: float = 0.7
+    ngram: int = 8
     min_tokens: int = 4
 
     @cached_property
     def _fields(self) -> dict[str, list[list[str]]]:
         return {
-            name: [
-                tokens for e in self.examples if len(tokens := tokenize(getattr(e, name))) >= self.min_tokens
-            ]
+            name: [t for e in self.examples if len(t := tokenize(getattr(e, name))) >= self.min_tokens]
             for name in ("input", "output")
         }
 
+    @cached_property
+    def _ngrams(self) -> dict[str, set[tuple[str, ...]]]:
+        return {
+            name: {g for tokens in fields for g in _ngrams(tokens, self.ngram)}
+            for name, fields in self._fields.items()
+        }
+
     def copied(self, inst: ParsedInstance) -> Verdict | None:
-        """`Verdict("copied_example", field and score)` when `inst` reproduces an example, else None."""
+        """`Verdict("copied_example", field and evidence)` when `inst` reproduces an example, else None."""
         for name in ("input", "output"):
             tokens = tokenize(getattr(inst, name))
             if len(tokens) < self.min_tokens:
@@ -123,7 +131,13 @@ class CopyCheck:
             best = max((rouge_l_f(tokens, example) for example in self._fields[name]), default=0.0)
             if best >= self.threshold:
                 return Verdict("copied_example", f"{name} ROUGE-L {best:.2f}")
+            if not self._ngrams[name].isdisjoint(_ngrams(tokens, self.ngram)):
+                return Verdict("copied_example", f"{name} shares {self.ngram} consecutive tokens")
         return None
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 
 def filter_instances(parsed: Sequence[ParsedInstance], copies: CopyCheck | None = None) -> list[Verdict]:

@@ -168,3 +168,17 @@ class Answers:
         if any(v is False for v in values):
             return False
         return True if all(v is True for v in values) else None
+
+
+@dataclass(frozen=True)
+class EvalText:
+    """One instance of an evaluation set as the contamination check compares it (`quality.contamination`):
+    its task's instruction (SuperNI: the definition), the instance's input and its reference outputs.
+    `set_name` names the evaluation set it came from (`user-oriented`, a SuperNI folder, a file)."""
+
+    task: str
+    item_id: str
+    set_name: str
+    instruction: str
+    input: str
+    references: tuple[str, ...]

@@ -126,3 +126,25 @@ def test_report_on_paper_seed_file(tmp_path: Path) -> None:
     assert built.table1.instructions == len(lines)
     assert built.table1.classification == sum(1 for x in lines if x["is_classification"])
     assert {f.key for f in built.figures} >= {"rouge_seed", "lengths"}
+
+
+def test_the_report_shows_table2_of_each_judge_and_says_when_a_run_is_not_rated(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    from selfinstruct.records import Answers
+    from selfinstruct.store import RunStore
+
+    plain = report.build_report(sources.load([run_dir]), report.ReportOptions()).html
+    assert 'id="table2"' not in plain and "Not rated" in plain
+    store = RunStore.open(run_dir)
+    ids = [item.instance_id for item in store.rating_items()]
+    answers = [Answers(True, True, True), Answers(True, False, None), Answers(False, True, True)]
+    for instance_id, given in zip(ids, answers, strict=True):
+        store.save_quality_rating(instance_id, "<judge>", given, {}, "")
+    store.close()
+    html = report.build_report(sources.load([run_dir]), report.ReportOptions()).html
+    table = html.split('id="table2"', 1)[1].split("</table>", 1)[0]
+    assert "judge &lt;judge&gt;" in table  # names are text, escaped
+    # valid task 2/3, output correct 2/2 rated (one unrated), all three 1/3.
+    cells = " ".join(table.split())
+    assert "67% [21-94]" in cells and "100% [34-100]" in cells and "33% [6-79]" in cells

@@ -18,13 +18,14 @@ def _item(instruction: str, text_input: str = "", output: str = "An answer.") ->
     ("instruction", "statement"),
     [
         ("The sum of three numbers is divisible by 5.", True),
-        ("Cats are better pets than dogs.", True),
+        ("My favourite colour is blue.", True),
+        ("There are seven days in a week.", True),
         ("Is this number prime?", False),
         ("Write a haiku about rain.", False),
+        ("Place the food in a freezer compartment.", False),  # an imperative, whatever its verb
         ("Given a list of numbers, find the largest one.", False),
-        ("what is the capital of France", False),
-        ("Please summarize the article.", False),
-        ("The following sentence has a typo; fix it?", False),  # asks something
+        ("The following sentence has a typo: fix it.", False),  # says what to do after the colon
+        ("The capital of France is which city?", False),  # asks something
     ],
 )
 def test_a_statement_is_not_a_task(instruction: str, statement: bool) -> None:
@@ -35,19 +36,28 @@ def test_each_check_names_what_it_found() -> None:
     verdict = check_item(_item("The sky is blue today.", "", "The sky is blue today."))
     assert verdict.answers.valid_task is False and verdict.reasons["valid_task"] == "statement, not a task"
     assert verdict.answers.output_ok is False and "repeats the instruction" in verdict.reasons["output_ok"]
+    answered = check_item(_item("How many species are there? Answer: 24 million!", "", "Many."))
+    assert answered.reasons["valid_task"] == "the instruction holds its own answer"
     echo = check_item(
         _item("Translate this sentence into French.", "Translate this sentence into French.", "Bonjour")
     )
     assert echo.answers.input_ok is False and "input repeats" in echo.reasons["input_ok"]
-    missing = check_item(_item("Summarize the following article in two sentences.", "", "It is about rain."))
-    assert missing.answers.input_ok is False and "points at an input" in missing.reasons["input_ok"]
+    words = check_item(_item("What is an advantage of renewable energy?", "", "Renewable energy"))
+    assert words.reasons["output_ok"] == "output is only words of the instruction"
+    # A class label repeating an option the instruction offers is no such output.
+    label = check_item(_item("Is the review positive or negative?", "Great food.", "Positive"))
+    assert label.answers.output_ok is True
+    short = check_item(_item("Explain why the sky is blue.", "", "Scattering"))
+    assert short.reasons["output_ok"] == "a word or two for an open question"
     fine = check_item(_item("Name three fruits that are red.", "", "Strawberry, cherry, raspberry."))
     assert fine.answers.all_yes is True and fine.reasons == {}
 
 
 EXAMPLES = [
     Instance(
-        "I have $5,000 saved and a credit card balance of $3,000 at 24% APR.", "Pay off the card first."
+        "I have $5,000 saved and a credit card balance of $3,000 at 24% APR.",
+        "Pay off most of the card but keep a small cushion. A 24% APR is far more than any savings account "
+        "will earn, so every dollar of that balance you clear saves you 24% a year.",
     ),
     Instance("", "Positive"),
 ]
@@ -62,14 +72,20 @@ def test_the_copy_filter_drops_a_reproduced_example_near_exactly() -> None:
     verdicts = filter_instances(
         [
             _parsed("i have $5000 saved and a credit card balance of $3000 at 24% APR!", "Invest it all."),
-            _parsed("My budget is tight this month.", "pay off the card first"),
+            # A shortened copy: ROUGE-L F is low against the long example, but a passage is the example's.
+            _parsed(
+                "My budget is tight.", "Pay off most of the card, but keep a small cushion: a 24% APR is far."
+            ),
+            # Seven shared consecutive tokens ("pay off most of the card but") in a paraphrase: no copy.
+            _parsed("Should I pay off the card?", "Pay off most of the card but hold some cash aside."),
             _parsed("A new situation about savings and debt.", "Save more."),
             _parsed("The movie was wonderful.", "Positive"),  # a class label is no copy
         ],
         copies,
     )
-    assert [v.verdict for v in verdicts] == ["copied_example", "copied_example", KEPT, KEPT]
-    assert verdicts[0].detail.startswith("input ROUGE-L") and verdicts[1].detail.startswith("output ROUGE-L")
+    assert [v.verdict for v in verdicts] == ["copied_example", "copied_example", KEPT, KEPT, KEPT]
+    assert verdicts[0].detail.startswith("input ROUGE-L")
+    assert verdicts[1].detail == "output shares 8 consecutive tokens"
     # A prompt with no examples copies nothing; no check keeps the paper's filters exactly.
     same = [_parsed(EXAMPLES[0].input, EXAMPLES[0].output)]
     assert filter_instances(same, CopyCheck([])) == filter_instances(same) == filter_instances(same, None)

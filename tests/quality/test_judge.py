@@ -37,10 +37,13 @@ def test_the_prompt_asks_the_papers_three_questions_and_ends_for_a_completion_mo
         (" Probably yes\n2. Maybe\n3. yes", Answers(None, None, True)),
         # Only the first answer given.
         (" Yes", Answers(True, None, None)),
-        # An answer given twice is not clear.
+        # An answer given both ways is not clear; one repeated alike is.
         (" Yes\n2. No\n2. Yes\n3. No", Answers(True, None, False)),
+        (" Yes\n2. No\n3. No\n\nAnswers:\n1. Yes\n2. No\n3. No", Answers(True, False, False)),
         # "No" buried in a sentence that starts otherwise does not count.
         (" The task is fine, no problem\n2. Yes\n3. Yes", Answers(None, True, True)),
+        # The answer format echoed back is no answer.
+        ("1. Yes or No - reason\n2. Yes or No - yes\n3. yes/no", Answers(None, None, None)),
         # "Yesterday" is not yes; "Nope" is not no.
         (" Yesterday\n2. Nope\n3. No.", Answers(None, None, False)),
     ],

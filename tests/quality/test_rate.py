@@ -220,3 +220,57 @@ def test_generate_with_a_judge_rates_inline_and_resumes_after_kill_9(tmp_path: P
     assert all(reply == expected[i] for i, _, reply in rows)
     summary = json.loads((run / "summary.json").read_text())
     assert any(row["stage"] == "judge" for row in summary["usage"])
+
+
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path: Path, fake_run: Path) -> None:
+    for args, fragment in (
+        (["rate", str(fake_run), "--no-progress"], "--judge: name the judge"),
+        (["rate", str(tmp_path / "nowhere"), "--judge", "checks"], "not a selfinstruct run directory"),
+        (["rate", str(fake_run), "--judge", "checks", "--sample", "0"], "--sample"),
+        (["rate", str(fake_run), "--judge", "openai/"], "--judge"),
+        (["rate", str(fake_run), "--judge", "checks", "--judge-api", "telepathy"], "--judge-api"),
+    ):
+        result = _run(args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert fragment in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_redo_replaces_a_judges_answers_from_the_cache(run_dir: Path, server: FakeOpenAIServer) -> None:
+    assert _rate(run_dir, server).returncode == 0
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    conn.execute("UPDATE quality_ratings SET valid_task = NULL, reply = 'tampered'")
+    conn.commit()
+    conn.close()
+    before = len(server.bodies)
+    again = _rate(run_dir, server, "--redo")
+    assert again.returncode == 0, again.stderr
+    assert len(server.bodies) == before  # every reply came from the run's cache
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    assert conn.execute("SELECT COUNT(*) FROM quality_ratings WHERE reply = 'tampered'").fetchone()[0] == 0
+    conn.close()
+
+
+def test_rate_counts_its_spending_with_the_runs_and_stops_at_the_budget(
+    run_dir: Path, server: FakeOpenAIServer
+) -> None:
+    prices = ["--price-input", "1000", "--price-output", "1000"]  # USD per million tokens: $0.001 a token
+    # The budget is the run's: what generating it spent counts too.
+    total = json.loads((run_dir / "summary.json").read_text())["cost"]["total"]
+    spent = (total["prompt_tokens"] + total["completion_tokens"]) / 1000
+    # One judge request: about 250 prompt tokens + 160 max_tokens, $0.41 at these prices.
+    too_small = _rate(run_dir, server, *prices, "--max-cost", "0.10")
+    assert too_small.returncode == 2 and "less than one judge request" in too_small.stderr, too_small.stderr
+    budget = f"{spent + 2:.2f}"
+    stopped = _rate(run_dir, server, *prices, "--max-cost", budget)
+    assert stopped.returncode == 1, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1].startswith(f"error: budget of ${budget} reached")
+    rated_first = count_rows(run_dir / "run.sqlite", "SELECT COUNT(*) FROM quality_ratings")
+    expected = _expected(run_dir / "run.sqlite")
+    assert 0 < rated_first < len(expected)
+    before = len(server.bodies)
+    resumed = _rate(run_dir, server, *prices, "--max-cost", "100000")
+    assert resumed.returncode == 0, resumed.stderr
+    judged = [b for b in server.bodies[before:] if "messages" in b]
+    assert len(judged) == len(expected) - rated_first  # nothing asked twice
+    assert json.loads((run_dir / "summary.json").read_text())["cost"]["total"]["usd"] > spent + 2

@@ -358,3 +358,37 @@ def test_reads_the_evaluation_engines_report(run_dir: Path, tmp_path: Path) -> N
     page = c.get("/rate-responses").text
     assert "of 2 responses" in page and "m1" in page and "Write a title." in page
     assert "&lt;script&gt;window.__xss=9" in page and "rougeL 50.000" in page
+
+
+def test_the_summary_shows_the_judges_table2_and_its_agreement_with_each_person(run_dir: Path) -> None:
+    from selfinstruct.records import Answers
+    from selfinstruct.store import RunStore
+
+    ann = client(run_dir, sample=4)
+    tok = login(ann, "Ann")
+    people = [("yes", "yes", "yes"), ("yes", "no", "no"), ("no", "yes", "yes"), ("yes", "yes", "no")]
+    keys = [_rate(ann, tok, answers) for answers in people]
+    # The judge answers the same four items: valid task Y Y Y Y (Ann Y Y N Y), output Y N N N (Ann Y N Y N).
+    judge = [(True, True, True), (True, False, False), (True, True, False), (True, True, False)]
+    store = RunStore.open(run_dir)
+    for key, (valid, inp, out) in zip(keys, judge, strict=True):
+        store.save_quality_rating(
+            int(key.split(":")[1]), "openai:judge:chat", Answers(valid, inp, out), {}, "r"
+        )
+    store.close()
+    html = ann.get("/summary").text
+    table = re.search(r'<table class="list" id="table2-judged">(.*?)</table>', html, re.S)
+    assert table
+    judged_row = re.search(r'<tr data-judge="openai:judge:chat">(.*?)</tr>', table.group(1), re.S)
+    assert judged_row
+    cells = re.findall(r'<td class="num">([^<]*)</td>', judged_row.group(1))
+    # 4 items; valid 4/4 (Wilson [51-100]), output 1/4 (Wilson [5-70]).
+    assert cells[0] == "4" and cells[1] == "100% [51-100]" and cells[3] == "25% [5-70]"
+    assert "Ann (person)" in table.group(1)
+    agreement = re.search(r'<table class="list" id="judge-agreement">(.*?)</table>', html, re.S)
+    assert agreement
+    row = re.search(r"<td>openai:judge:chat · Ann</td>(.*?)</tr>", agreement.group(1), re.S)
+    assert row
+    valid, _, output, _ = re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
+    # valid: 3/4 alike, the judge always yes -> kappa 0; output: 3/4 alike, p_e = (1*2 + 3*2)/16 = 0.5 -> 0.5.
+    assert valid == "75% / 0.00 (n=4)" and output == "75% / 0.50 (n=4)"

@@ -19,6 +19,8 @@ from selfinstruct.analysis import plots, stats, verbs
 from selfinstruct.analysis.sources import AnalysisInput
 from selfinstruct.errors import UserError
 from selfinstruct.paths import atomic_write
+from selfinstruct.quality.questions import PAPER_TABLE2
+from selfinstruct.quality.report import COLUMNS, HEADERS, agreement_cell, cell
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,17 @@ def build_report(data: AnalysisInput, options: ReportOptions, figure_formats: Se
             notes=notes,
             samples=samples,
             options=options,
+            quality=data.quality,
+            quality_rows=[
+                *((f"judge {t.rater}", t) for t in data.quality.judges),
+                *((f"{t.rater} (person)", t) for t in data.quality.humans),
+            ]
+            if data.quality
+            else [],
+            quality_columns=[(key, HEADERS[key]) for key in COLUMNS],
+            paper_table2=PAPER_TABLE2,
+            share_cell=cell,
+            agreement_cell=agreement_cell,
         )
     )
     return Report(html=html, figures=figures, notes=notes, timings=timings, table1=table)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import parse_jsonl_lines
+from selfinstruct.quality.report import QualitySummary, quality_summary
 from selfinstruct.records import Instance
 from selfinstruct.seeds import resolve_seed_source
 from selfinstruct.store import DB_NAME, RunStore
@@ -38,6 +39,7 @@ class AnalysisInput:
     seeds: list[str]
     candidate_verdicts: dict[str, int] = field(default_factory=dict)
     instance_verdicts: dict[str, int] = field(default_factory=dict)
+    quality: QualitySummary | None = None  # Table 2 by judges and people, where the run was rated
 
 
 def load(sources: Iterable[Path], *, seeds: Path | str | None = None) -> AnalysisInput:
@@ -75,6 +77,7 @@ def load_run(run_dir: Path) -> AnalysisInput:
             seeds=[t.instruction for t in store.seed_tasks()],
             candidate_verdicts=store.verdict_counts("candidates"),
             instance_verdicts=store.verdict_counts("instances"),
+            quality=quality_summary(store) or None,
         )
     except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
         raise UserError(f"{run_dir / DB_NAME}: cannot read the run store ({exc})") from exc

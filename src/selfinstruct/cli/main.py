@@ -70,6 +70,7 @@ def _run_stages(
     export: bool = False,
     input_file: Path | None = None,
 ) -> None:
+    from selfinstruct.errors import BudgetExceeded
     from selfinstruct.export import export_run
     from selfinstruct.pipeline.importing import read_instruction_file
     from selfinstruct.pipeline.session import execute, open_run
@@ -95,6 +96,12 @@ def _run_stages(
         run.discard_if_unused()
         _say(f"Interrupted. Nothing answered is lost: rerun the same command to resume {run_dir}.", "yellow")
         raise typer.Exit(130) from None
+    except BudgetExceeded as stop:
+        # A clean stop, not a failure of the LM: what was spent and done, then the one line; exit 1.
+        if stop.summary is not None:
+            _print_summary(stop.summary)
+        _say(str(stop), "yellow")
+        raise typer.Exit(stop.exit_code) from None
     except BaseException:
         run.discard_if_unused()  # a run rejected before any work leaves no directory behind
         raise
@@ -128,12 +135,25 @@ def generate(
     export: Annotated[
         bool, typer.Option("--export/--no-export", help="Write RUN_DIR/export at the end.")
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what the run would cost per stage (requests, tokens; USD with --price-input and "
+            "--price-output) from its real prompts, and exit. Touches nothing.",
+        ),
+    ] = False,
     *,
     overrides: dict[str, Any],
 ) -> None:
     """Run all stages as one streaming pipeline: instructions, classification, instances (then export).
 
     Kill it at any moment and rerun the same command: it resumes without losing or repeating work."""
+    if dry_run:
+        from selfinstruct.pipeline.estimate import plan, print_estimate
+
+        print_estimate(console, plan(out, config, overrides, flag_names=flag_names(RUN_FLAGS)))
+        return
     _run_stages(
         out,
         config,
@@ -224,10 +244,26 @@ def prepare(
     ] = None,
     min_quality: MinQualityOption = "auto",
     gate_judge: GateJudgeOption = None,
+    decontaminate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--decontaminate",
+            metavar="SET",
+            help="Leave out what overlaps this evaluation set (repeatable; user-oriented, a SuperNI folder "
+            "or a seed-format file): every instance sharing a 13-gram with it and every instance of an "
+            "instruction with ROUGE-L F > 0.7 to one of its instructions (selfinstruct contamination shows "
+            "them). The seed tasks, your own, are not checked.",
+        ),
+    ] = None,
 ) -> None:
     """Stage 4: prompt/completion fine-tuning data (the paper's templates, deduplicated, shuffled)."""
     from selfinstruct.pipeline.prepare import prepare_run
 
+    eval_texts = []
+    if decontaminate:  # loaded here: the pipeline never imports the evaluation package
+        from selfinstruct.evaluate.sets import load_eval_sets
+
+        eval_texts = load_eval_sets(decontaminate, "--decontaminate")
     result = prepare_run(
         run_dir,
         out,
@@ -237,8 +273,11 @@ def prepare(
         include_seeds=seeds,
         min_quality=min_quality,
         gate_judge=gate_judge,
+        decontaminate=eval_texts,
     )
     _say(result.gate.describe())
+    if decontaminate:
+        _say(result.describe_decontamination())
     console.print(
         f"Wrote {result.rows} prompt/completion pairs to {result.path} "
         f"(templates {result.templates}, eos {result.eos!r} from {result.eos_source}, seed {result.seed})",
@@ -263,12 +302,46 @@ def export_command(
     ] = True,
     min_quality: MinQualityOption = "auto",
     gate_judge: GateJudgeOption = None,
+    license_id: Annotated[
+        str | None,
+        typer.Option(
+            "--license",
+            help="The data's licence as a Hub licence id (apache-2.0, cc-by-4.0, other ...), written into "
+            "the dataset card \\[default: none chosen, and the card says so]",
+        ),
+    ] = None,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to-hub",
+            metavar="OWNER/NAME",
+            help="Upload the export folder to this Hugging Face dataset repository (created if needed) in "
+            "one commit; the token comes from HF_TOKEN or `hf auth login`.",
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="With --push-to-hub: create the repository private.")
+    ] = False,
 ) -> None:
-    """Write the run's data: the paper's files, fine-tuning data, Alpaca JSON, chat messages, Parquet."""
+    """Write the run's data: the paper's files, fine-tuning data, Alpaca JSON, chat messages, Parquet, and
+    a dataset card (README.md) that `datasets.load_dataset(FOLDER)` reads."""
+    from selfinstruct import hub
     from selfinstruct.export import FORMATS, export_run
 
+    if push_to_hub is not None:  # a bad repository id or no token: refused before any work
+        hub.check_repo_id(push_to_hub)
+        hub.check_token()
+    elif private:
+        raise UserError("--private: only with --push-to-hub")
     exported = export_run(
-        run_dir, out, fmt or FORMATS, include_seeds=seeds, min_quality=min_quality, gate_judge=gate_judge
+        run_dir,
+        out,
+        fmt or FORMATS,
+        include_seeds=seeds,
+        min_quality=min_quality,
+        gate_judge=gate_judge,
+        license_id=license_id,
+        repo_id=push_to_hub,
     )
     _say(exported.gate.describe())
     table = Table(title="Exported")
@@ -277,6 +350,10 @@ def export_command(
     for path, rows in exported.files.values():
         table.add_row(str(path), str(rows))
     console.print(table)
+    _say(f"Dataset card: {exported.card}")
+    if push_to_hub is not None:
+        pushed = hub.push_export(exported, push_to_hub, private=private)
+        _say(f"Pushed {len(pushed.files)} files to {pushed.url}{' (private)' if pushed.private else ''}")
 
 
 @app.command("config")
@@ -336,6 +413,7 @@ def _register_optional() -> None:
         ("eval", "eval_app", "eval"),
         ("seeds", "seeds", "seeds"),
         ("reproduce", "reproduce", "reproduce"),
+        ("contamination", "contamination", "contamination"),
     ):
         try:
             module = importlib.import_module(f"selfinstruct.cli.{module_name}")

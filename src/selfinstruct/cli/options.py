@@ -63,10 +63,12 @@ RUN_FLAGS = FlagTable(
         "classify": "clf-",
         "instances": "inst-",
         "quality": "",
+        "cost": "",
     },
     rename={
         "instances.copy_filter": "copy-filter",
         "instances.copy_threshold": "copy-threshold",
+        "instances.copy_ngram": "copy-ngram",
         "generation.classification_only": "classification-only",
         "generation.keep_truncated": "keep-truncated",
         "generation.max_requests": "max-requests",
@@ -82,6 +84,7 @@ RUN_FLAGS = FlagTable(
         "classify": "Stage 2: classification",
         "instances": "Stage 3: instances",
         "quality": "Data quality",
+        "cost": "Cost and budget",
     },
     default_panel="Run",
 )

@@ -14,9 +14,9 @@ from selfinstruct.config import RunSettings
 
 QUALITY_FLAGS = FlagTable(
     RunSettings,
-    prefix={"quality": ""},
-    fields=frozenset({"quality"}),
-    panel={"quality": "Judge"},
+    prefix={"quality": "", "cost": ""},
+    fields=frozenset({"quality", "cost"}),
+    panel={"quality": "Judge", "cost": "Cost and budget (the run's, shared with its judge)"},
     help={
         "quality.judge": "Who answers: [bold]checks[/] (model-free, free and instant), [bold]embedded[/] "
         "(the offline model), or [cyan]BACKEND/MODEL[/] ([cyan]openai/gpt-4o-mini[/]; a bare name means an "
@@ -41,6 +41,14 @@ def rate(
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed of the --sample (as the review page's).")
     ] = 0,
+    redo: Annotated[
+        bool,
+        typer.Option(
+            "--redo",
+            help="Rate the items this judge rated before again, replacing its answers (a reply to the same "
+            "prompt comes from the run's cache and is read again).",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
     *,
     overrides: dict[str, Any],
@@ -76,6 +84,7 @@ def rate(
                 overrides,
                 sample=sample,
                 seed=seed,
+                redo=redo,
                 flag_names=flag_names(QUALITY_FLAGS),
                 on_start=on_start,
                 on_done=lambda: bar.advance(task),

@@ -22,6 +22,20 @@ def _fmt(seconds: float | None) -> str:
     return f"~{minutes} min" if minutes else f"~{round(seconds)} s"
 
 
+def _estimate_generate(loop: Any) -> None:
+    """The generate step's cost estimate, as `generate --dry-run` prints it, from the step's flags."""
+    from selfinstruct.cli.options import RUN_FLAGS, flag_names
+    from selfinstruct.pipeline.estimate import plan, print_estimate
+
+    names = flag_names(RUN_FLAGS)
+    dotted = {flag: key for key, flag in names.items()}
+    section = dict(loop.settings.generate)
+    config = section.pop("config", None)
+    overrides = {dotted[k]: v for k, v in section.items() if k in dotted and v is not None}
+    config_path = Path(str(config)).expanduser() if config else None
+    print_estimate(console, plan(loop.out / "run", config_path, overrides, flag_names=names))
+
+
 def reproduce(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the loop (created, or resumed).")],
     preset: Annotated[
@@ -98,6 +112,8 @@ def reproduce(
         + (" (estimated from the embedded model's figures on 2 cores; yours may differ)" if expected else "")
     )
     if dry_run:
+        if "generate" in loop.pending:
+            _estimate_generate(loop)
         return
 
     def announce(step: Any, event: str) -> None:

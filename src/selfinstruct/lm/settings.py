@@ -104,6 +104,10 @@ def parse_model_spec(spec: str, option: str = "--judge") -> tuple[BackendName, s
     backends: tuple[BackendName, ...] = get_args(BackendName)
     head, sep, rest = spec.partition("/")
     for backend in backends:
-        if head == backend and (rest or not sep):
+        if head == backend:
+            if sep and not rest.strip():
+                raise UserError(
+                    f"{option} {spec}: give the model after the slash, for example openai/gpt-4o-mini"
+                )
             return backend, rest or None
     return "openai", spec

@@ -20,7 +20,9 @@ class InstanceGenerator:
         self.other_examples = instance_examples(seeds, False, n, settings.seed)
         self.copies: dict[bool, CopyCheck | None] = {
             mode: CopyCheck(
-                [i for t in examples for i in t.instances], threshold=settings.instances.copy_threshold
+                [i for t in examples for i in t.instances],
+                threshold=settings.instances.copy_threshold,
+                ngram=settings.instances.copy_ngram,
             )
             if settings.instances.copy_filter
             else None

@@ -15,15 +15,19 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import read_jsonl
 from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
 from selfinstruct.quality.gate import GateResult, apply_gate
-from selfinstruct.records import FinetuneExample, Instance, Task
+from selfinstruct.records import EvalText, FinetuneExample, Instance, Task
+
+if TYPE_CHECKING:
+    from selfinstruct.store import RunReader
 
 # GPT-3's end-of-text, which the paper's script writes; the default when no tokenizer is known.
 PAPER_EOS = "<|endoftext|>"
@@ -397,6 +401,21 @@ class PrepareResult:
     seed: int
     templates: str
     gate: GateResult = field(default_factory=lambda: GateResult("none"))
+    # `decontaminate`: the evaluation sets checked, and the instances (of those the gate let through) and
+    # instructions left out for overlapping them.
+    decontaminated_sets: tuple[str, ...] = ()
+    decontaminated: int = 0
+    decontaminated_instructions: int = 0
+
+    def describe_decontamination(self) -> str:
+        """One line for the command's output."""
+        if not self.decontaminated_sets:
+            return "decontamination: none"
+        return (
+            f"decontamination against {', '.join(self.decontaminated_sets)}: dropped {self.decontaminated} "
+            f"instance(s), {self.decontaminated_instructions} instruction(s) left without any; seed tasks "
+            "not checked"
+        )
 
 
 def prepare_run(
@@ -409,13 +428,17 @@ def prepare_run(
     include_seeds: bool = True,
     min_quality: str = "auto",
     gate_judge: str | None = None,
+    decontaminate: Sequence[EvalText] = (),
 ) -> PrepareResult:
     """Stage 4 for a run directory: encode its kept tasks (and seeds) and write them atomically.
 
     `eos` defaults to the run's model's end-of-sequence text where it is known offline, else the paper's
     `<|endoftext|>`; `seed` to the run's own seed. `min_quality` is the quality gate (`quality.gate`):
-    only the instances a judge's answers let through are encoded. An output path that is the run's
-    database (or its WAL files) or a directory is refused before anything is written."""
+    only the instances a judge's answers let through are encoded. `decontaminate` (evaluation sets'
+    instances) also leaves out every generated instance `quality.contamination` flags against them, and
+    every instance of a flagged instruction; the seed tasks are the user's own and are not checked. An
+    output path that is the run's database (or its WAL files) or a directory is refused before anything is
+    written."""
     from selfinstruct.store import DB_NAME, RunStore
 
     tset = get_template_set(templates)
@@ -437,8 +460,9 @@ def prepare_run(
             found = eos_for_model(lm.get("backend"), lm.get("model"))
             eos_text, source = (found, "the run's model") if found else (DEFAULT_EOS, "the paper's (GPT-3)")
         gate = apply_gate(store, min_quality, gate_judge)
+        passed, dropped, emptied = _decontaminate(store, gate.passed, decontaminate)
         examples = prepare_finetune_data(
-            store.generated_tasks(only=gate.passed),
+            store.generated_tasks(only=passed),
             seed=seed,
             seed_tasks=store.seed_tasks() if include_seeds else (),
             eos=eos_text,
@@ -447,4 +471,25 @@ def prepare_run(
     finally:
         store.close()
     rows = write_finetune_jsonl(examples, target)
-    return PrepareResult(target, rows, eos_text, source, seed, tset.name, gate)
+    sets = tuple(dict.fromkeys(t.set_name for t in decontaminate))
+    return PrepareResult(target, rows, eos_text, source, seed, tset.name, gate, sets, dropped, emptied)
+
+
+def _decontaminate(
+    run: RunReader, passed: frozenset[int] | None, eval_texts: Sequence[EvalText]
+) -> tuple[frozenset[int] | None, int, int]:
+    """What passes once the instances flagged against `eval_texts` are out (None: every kept instance),
+    how many of the passing instances that removed, and how many instructions it left with none."""
+    if not eval_texts:
+        return passed, 0, 0
+    # Imported here: the novelty index's compiled kernels are slow to load, and most runs do not ask.
+    from selfinstruct.quality.contamination import check_contamination, generated_from_run, ids_to_drop
+
+    data = generated_from_run(run)
+    report = check_contamination(data.instructions, data.instances, eval_texts)
+    drop = ids_to_drop(data.instances, report)
+    before = passed if passed is not None else frozenset(i.id for i in data.instances)
+    after = before - drop
+    owner = {i.id: i.instruction_id for i in data.instances}
+    emptied = len({owner[i] for i in before} - {owner[i] for i in after})
+    return after, len(before) - len(after), emptied

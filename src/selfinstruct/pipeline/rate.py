@@ -13,8 +13,8 @@ from selfinstruct.errors import UserError
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.cache import SQLiteResponseCache
 from selfinstruct.paths import lock_folder
-from selfinstruct.pipeline.summary import RunSummary, refresh_summary
-from selfinstruct.quality.rating import make_judge, rate_items, unrated
+from selfinstruct.pipeline.summary import SPENT_KEY, RunSummary, refresh_summary, run_budget
+from selfinstruct.quality.rating import LLMJudge, make_judge, rate_items, unrated
 from selfinstruct.records import RatingItem
 from selfinstruct.store import RunStore, WalCheckpointer, draw_rating_sample
 
@@ -34,13 +34,15 @@ def rate_run(
     *,
     sample: int | None = None,
     seed: int = 0,
+    redo: bool = False,
     flag_names: Mapping[str, str] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_done: Callable[[], None] | None = None,
 ) -> RateOutcome:
     """Rate the run's kept instances (or a `sample` of kept instructions, one instance each) with the judge
     the overrides give (else the run's own `quality.judge`). The judge's settings start from the run's.
-    `on_start(items, already rated)` and `on_done()` (one per answer) feed a progress display."""
+    `redo` replaces the judge's stored answers. `on_start(items, already rated)` and `on_done()` (one per
+    answer) feed a progress display."""
     store = RunStore.open(run_dir)
     store.lock = lock_folder(Path(run_dir), "run")
     try:
@@ -52,6 +54,10 @@ def rate_run(
             raise UserError(
                 "--judge: name the judge: checks, embedded or BACKEND/MODEL (e.g. openai/gpt-4o-mini)"
             )
+        if isinstance(saved, dict) and any(key.startswith("cost.") for key in overrides):
+            # Prices and budgets are the run's: kept for its later commands and its summary (the rest of
+            # what is given here, the judge, is this command's only).
+            store.set_meta("settings", {**saved, "cost": settings.model_dump(mode="json")["cost"]})
         items = _items(store, sample, seed)
         if not items:
             raise UserError(f"{run_dir}: no kept instances to rate (run selfinstruct generate first)")
@@ -59,11 +65,25 @@ def rate_run(
         try:
             judge, client = make_judge(settings, cache)
             assert judge is not None
-            todo = unrated(store, judge.name, items)
+            if client is not None:
+                # The run's budget and prices cover its judge too: what `rate` spends is counted with the
+                # run's spending (stored after every reply) and stops at --max-cost / --max-total-tokens.
+                budget = run_budget(settings, store.get_meta(SPENT_KEY))
+                budget.on_spend = lambda ledger: store.set_meta(SPENT_KEY, ledger.as_dict())
+                client.budget = budget
+                client.spend_label = " (judge)"
+            # --redo: every item again, its stored answers replaced (replies of the same prompt come from the
+            # run's cache, read by today's parser).
+            todo = list(items) if redo else unrated(store, judge.name, items)
             if on_start is not None:
                 on_start(len(items), len(items) - len(todo))
 
             async def work() -> int:
+                if client is not None and client.budget is not None and todo and isinstance(judge, LLMJudge):
+                    # A budget too small for even one judge request is refused at once (exit 2).
+                    first = judge.request(todo[0])
+                    tokens = await client.prompt_tokens(first.prompt)
+                    client.budget.check_alone(tokens, first.decoding.max_tokens, "judge")
                 try:
                     return await rate_items(
                         judge, todo, store, on_done=(lambda item, verdict: on_done()) if on_done else None

@@ -10,6 +10,11 @@ Failures: stage 2/3 work runs in tasks of one `asyncio.TaskGroup` with stage 1, 
 awaited. A request that fails for good (the client has spent its retries) stops the whole run at once:
 stage 1 and the other follow-ups are cancelled, and `run` raises one `LMError` naming what failed. What
 was committed stays; a rerun resumes. A run never returns normally with a kept instruction unfinished.
+
+Budget (`--max-cost`, `--max-total-tokens`): the client refuses a request that could pass it. Nothing is
+cancelled then: stage 1 stops making requests, the replies already coming are processed and stored, work
+that was refused stays pending, and `run` raises `BudgetExceeded` with the one line to show. A rerun with
+a higher budget resumes from there (answered requests come from the cache).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from selfinstruct.config import RunSettings
+from selfinstruct.errors import BudgetExceeded
 from selfinstruct.lm.base import Completion, LMError, Request
 from selfinstruct.lm.client import LMClient, one_error
 from selfinstruct.novelty import NoveltyIndex
@@ -86,6 +92,7 @@ class PipelineRunner:
     # -- entry point -----------------------------------------------------------------------------------
     async def run(self) -> PipelineState:
         self._load_machine_instructions()
+        await self._check_budget_fits()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -100,9 +107,51 @@ class PipelineRunner:
             raise error from error.__cause__  # the group itself is no news to anyone
         finally:
             self._group = None
+        if self._budget_spent():
+            self.on_update(self.state)
+            assert self.client.budget is not None
+            raise BudgetExceeded(self.client.budget.stop_line(self.state.kept))
         self._check_finished()
         self.on_update(self.state)
         return self.state
+
+    def _budget_spent(self) -> bool:
+        budget = self.client.budget
+        return budget is not None and budget.stopped is not None
+
+    async def _check_budget_fits(self) -> None:
+        """A budget smaller than one request of this run is a mistake, refused before anything is sent:
+        the stage-1 request where stage 1 runs, else the first follow-up of an unfinished instruction."""
+        budget = self.client.budget
+        if budget is None or not budget.limited:
+            return
+        request: Request | None = None
+        if "instructions" in self.stages and self.state.kept < self.state.target:
+            pending = self.store.pending_gen_requests()
+            prompt = (
+                pending[0].prompt
+                if pending
+                else build_generation_prompt(
+                    self.settings,
+                    self.seed_instructions,
+                    self.machine_instructions,
+                    self.store.next_gen_request_id(),
+                ).text
+            )
+            request = Request(prompt, self.settings.generation_decoding(), "instructions")
+        elif unfinished := self.store.unfinished_instructions():
+            kept = unfinished[0]
+            if kept.is_classification is None and "classify" in self.stages:
+                prompt = self.classifier.prompt(kept.instruction)
+                request = Request(prompt, self.settings.classify_decoding(), "classify")
+            elif "instances" in self.stages:
+                clf = bool(kept.is_classification)
+                prompt = self.instance_generator.prompt(kept.instruction, clf)
+                request = Request(prompt, self.settings.instance_decoding(clf), "instances")
+        if request is not None:
+            tokens = await self.client.prompt_tokens(request.prompt)
+            what = {"instructions": "stage-1", "classify": "stage-2", "instances": "stage-3"}[request.stage]
+            budget.check_alone(tokens, request.decoding.max_tokens, what)
 
     def _check_finished(self) -> None:
         """The stages asked for left no kept instruction unfinished (a guard: never a silent gap)."""
@@ -150,7 +199,7 @@ class PipelineRunner:
             """Build, store and send requests up to `window` past the oldest unprocessed one."""
             nonlocal next_id
             # Request ids are 0, 1, 2, ... (every row takes MAX(id) + 1), so next_id is the count made.
-            while next_id < head + window and not self._enough(next_id):
+            while next_id < head + window and not self._enough(next_id) and not self._budget_spent():
                 prompt = build_generation_prompt(
                     self.settings, self.seed_instructions, self.machine_instructions, next_id
                 )
@@ -166,7 +215,11 @@ class PipelineRunner:
             # reply can be processed before it: build it in a thread while the first requests travel.
             await asyncio.to_thread(self._index_pool)
             while self.state.kept < self.state.target and head in in_flight:
-                completion = await in_flight.pop(head)
+                try:
+                    completion = await in_flight.pop(head)
+                except BudgetExceeded:
+                    # Refused, as is every request after it: those sent before it have been processed.
+                    break
                 records, kept = processor.process(
                     completion.text, completion.finish_reason, first_numbers.pop(head)
                 )
@@ -213,6 +266,8 @@ class PipelineRunner:
     ) -> None:
         try:
             await self._finish(instruction_id, instruction, is_classification)
+        except BudgetExceeded:
+            return  # left pending for a rerun with a higher budget; the run stops once all is in
         except LMError as exc:
             raise LMError(f"instruction {instruction_id}: {exc}") from exc
 
@@ -264,4 +319,7 @@ class PipelineRunner:
             self.state.rated += 1
             self.on_update(self.state)
 
-        await rate_items(self.judge, items, self.store, on_done=counted)
+        try:
+            await rate_items(self.judge, items, self.store, on_done=counted)
+        except BudgetExceeded:
+            return  # the items left unrated are rated by a rerun with a higher budget

@@ -16,10 +16,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from selfinstruct.config import RunSettings, resolve_settings
-from selfinstruct.errors import UserError
+from selfinstruct.errors import BudgetExceeded, UserError
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.cache import SQLiteResponseCache
-from selfinstruct.lm.client import LMClient
+from selfinstruct.lm.client import Budget, LMClient, format_usd
 from selfinstruct.lm.factory import build_client
 from selfinstruct.paths import (
     check_output_dir,
@@ -29,7 +29,7 @@ from selfinstruct.paths import (
     storage_error,
 )
 from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
-from selfinstruct.pipeline.summary import RunSummary, summarize, write_summary
+from selfinstruct.pipeline.summary import SPENT_KEY, RunSummary, run_budget, summarize, write_summary
 from selfinstruct.quality.rating import make_judge
 from selfinstruct.records import Task
 from selfinstruct.seeds import load_seed_tasks
@@ -166,7 +166,9 @@ class _TwoLineProgress(Progress):
 
 class RunProgress:
     """A live progress display: kept/target with a bar and the elapsed time, then requests in flight,
-    requests/s, tokens and the instructions given instances."""
+    requests/s, tokens, the money spent so far (with prices) and the instructions given instances."""
+
+    WIDTH = 80  # the figures' line is cut beyond this: the least telling figure goes first
 
     def __init__(self, console: Console, enabled: bool) -> None:
         self.progress = _TwoLineProgress(
@@ -188,21 +190,39 @@ class RunProgress:
         requests = total.requests
         tokens = total.prompt_tokens + total.completion_tokens
         rate = requests / max(time.monotonic() - started, 1e-9)
-        rated = f" · {state.rated} rated" if state.rated else ""
-        self.progress.stats = (
-            f"  {client.in_flight} in flight · {rate:.1f} req/s · {tokens:,} tokens"
-            f" · {state.instructions_finished} given instances{rated}"
-        )
+        budget: Budget | None = getattr(client, "budget", None)
+        spent = budget.spent_cost if budget is not None else None
+        parts = [
+            f"{client.in_flight} in flight",
+            f"{rate:.1f} req/s",
+            f"{tokens:,} tokens",
+            *([f"{format_usd(spent)} spent"] if spent is not None else []),
+            f"{state.instructions_finished} given instances",
+            *([f"{state.rated} rated"] if state.rated else []),
+        ]
+        for least in ("req/s", "in flight"):  # the money is worth more than these at 80 columns
+            if len("  " + " · ".join(parts)) <= self.WIDTH:
+                break
+            parts = [p for p in parts if not p.endswith(least)]
+        self.progress.stats = "  " + " · ".join(parts)
         self.progress.update(self.task_id, completed=min(state.kept, state.target), total=state.target)
 
 
 async def _drive(
     run: OpenRun, stages: Sequence[str], console: Console, show_progress: bool
-) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """Run the stages; returns (usage per stage, stats per endpoint)."""
+) -> tuple[list[dict[str, object]], list[dict[str, object]], BudgetExceeded | None]:
+    """Run the stages; returns (usage per stage, stats per endpoint, the budget's stop if it stopped)."""
     cache = SQLiteResponseCache(run.store.path)
     client = build_client(run.settings.lm, cache)
     judge, judge_client = make_judge(run.settings, cache, client)
+    # One budget for the run's clients; what they spend is stored in the run after every reply, so a
+    # resumed run (or one killed and rerun) counts what earlier sessions spent.
+    budget = run_budget(run.settings, run.store.get_meta(SPENT_KEY))
+    budget.on_spend = lambda ledger: run.store.set_meta(SPENT_KEY, ledger.as_dict())
+    client.budget = budget
+    if judge_client is not None:
+        judge_client.budget = budget
+        judge_client.spend_label = " (judge)"
     display = RunProgress(console, show_progress)
     started = time.monotonic()
     runner = PipelineRunner(
@@ -220,10 +240,13 @@ async def _drive(
             display.update(runner.state, client, started)
             await asyncio.sleep(0.5)
 
+    stop: BudgetExceeded | None = None
     with display.progress, WalCheckpointer(run.store.path, [run.store.conn, cache.connection]):
         ticker = asyncio.create_task(refresh())
         try:
             await runner.run()
+        except BudgetExceeded as exc:
+            stop = exc  # a clean stop: everything answered is stored, the summary is written
         finally:
             ticker.cancel()
             display.update(runner.state, client, started)
@@ -237,7 +260,7 @@ async def _drive(
             cache.close()
     if runner.state.stopped_reason:
         console.print(f"[yellow]Stopped early: {runner.state.stopped_reason}.")
-    return usage, endpoints
+    return usage, endpoints, stop
 
 
 def _endpoint_rows(client: LMClient, suffix: str = "") -> list[dict[str, object]]:
@@ -259,11 +282,13 @@ def execute(
     console: Console | None = None,
     show_progress: bool = True,
 ) -> RunSummary:
-    """Run the requested stages to completion, then write summary.json and summary.md in the run dir."""
+    """Run the requested stages to completion, then write summary.json and summary.md in the run dir.
+
+    A run stopped by its budget writes the summary too, then raises `BudgetExceeded` carrying it."""
     console = console or Console(stderr=True)
     started = time.monotonic()
     try:
-        usage, endpoints = eventloop.run(_drive(run, stages, console, show_progress))
+        usage, endpoints, stop = eventloop.run(_drive(run, stages, console, show_progress))
         summary = summarize(run.store)
     except sqlite3.Error as exc:
         # A full disk or a directory made read-only mid-run: every step committed so far stays, so
@@ -276,5 +301,10 @@ def execute(
     summary.usage = usage
     summary.endpoints = endpoints
     summary.wall_seconds = round(time.monotonic() - started, 2)
+    if stop is not None:
+        summary.stopped = str(stop)
     write_summary(run.store.path.parent, summary)
+    if stop is not None:
+        stop.summary = summary
+        raise stop
     return summary

@@ -3,15 +3,106 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.table import Table
 
+from selfinstruct.config import CostSettings, RunSettings
 from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS, KEPT
+from selfinstruct.lm.client import Budget, Ledger, Prices, Spent, format_usd
 from selfinstruct.paths import atomic_write
 from selfinstruct.quality.report import QualitySummary, quality_summary, table2_markdown, table2_rich
 from selfinstruct.store import RunReader
+
+# The run's meta key holding what its LM requests spent (a `Ledger`), over all its sessions.
+SPENT_KEY = "spent"
+
+
+def prices_of(cost: CostSettings) -> Prices | None:
+    if cost.price_input is None or cost.price_output is None:
+        return None
+    return Prices(cost.price_input, cost.price_output)
+
+
+def run_budget(settings: RunSettings, stored: object) -> Budget:
+    """The run's budget: its limits and prices, and what earlier sessions spent (`stored`, the run's meta)."""
+    c = settings.cost
+    return Budget(
+        Ledger.from_dict(stored),
+        prices=prices_of(c),
+        max_cost=c.max_cost,
+        max_total_tokens=c.max_total_tokens,
+    )
+
+
+@dataclass
+class CostRow:
+    """A stage's or an endpoint's spending so far; `usd` is None without prices."""
+
+    name: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float | None
+
+
+@dataclass
+class CostSummary:
+    """What the run's LM requests spent over all its sessions (cache hits cost nothing), at its prices."""
+
+    prices: dict[str, float] | None = None
+    max_cost: float | None = None
+    max_total_tokens: int | None = None
+    stages: list[CostRow] = field(default_factory=list)
+    endpoints: list[CostRow] = field(default_factory=list)
+    total: CostRow = field(default_factory=lambda: CostRow("total", 0, 0, 0, None))
+
+    def __bool__(self) -> bool:
+        return bool(self.stages)
+
+    @property
+    def shown(self) -> bool:
+        """Shown at the end of a run with prices or a budget, once anything was spent."""
+        return bool(self) and (self.prices is not None or bool(self.budget_line))
+
+    @property
+    def budget_line(self) -> str:
+        """The limits and how much of them is spent, or "" without limits."""
+        parts = []
+        if self.max_cost is not None and self.total.usd is not None:
+            share = 100 * self.total.usd / self.max_cost
+            parts.append(f"{format_usd(self.total.usd)} of {format_usd(self.max_cost)} ({share:.0f}%)")
+        if self.max_total_tokens is not None:
+            used = self.total.prompt_tokens + self.total.completion_tokens
+            share = 100 * used / self.max_total_tokens
+            parts.append(f"{used:,} of {self.max_total_tokens:,} tokens ({share:.0f}%)")
+        return "budget: " + ", ".join(parts) if parts else ""
+
+
+def cost_summary(settings: Mapping[str, object] | None, stored: object) -> CostSummary:
+    """The run's spending from its stored ledger, priced at its settings' prices."""
+    try:
+        cost = CostSettings.model_validate((settings or {}).get("cost") or {})
+    except ValueError:
+        cost = CostSettings()
+    prices = prices_of(cost)
+    ledger = Ledger.from_dict(stored)
+
+    def row(name: str, spent: Spent) -> CostRow:
+        # Rounded to a billionth of a dollar: summary.json shows no float noise.
+        usd = round(prices.cost(spent.prompt_tokens, spent.completion_tokens), 9) if prices else None
+        return CostRow(name, spent.requests, spent.prompt_tokens, spent.completion_tokens, usd)
+
+    return CostSummary(
+        prices={"input": prices.input, "output": prices.output} if prices else None,
+        max_cost=cost.max_cost,
+        max_total_tokens=cost.max_total_tokens,
+        stages=[row(name, spent) for name, spent in sorted(ledger.stages.items())],
+        endpoints=[row(name, spent) for name, spent in sorted(ledger.endpoints.items())],
+        total=row("total", ledger.total),
+    )
 
 
 @dataclass
@@ -31,6 +122,8 @@ class RunSummary:
     endpoints: list[dict[str, object]] = field(default_factory=list)
     wall_seconds: float | None = None
     quality: QualitySummary = field(default_factory=QualitySummary)
+    cost: CostSummary = field(default_factory=CostSummary)
+    stopped: str = ""  # the budget's line when the run stopped at its budget
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -116,13 +209,41 @@ def summary_tables(summary: RunSummary) -> list[Table]:
                 str(row["endpoint"]), str(row["requests"]), str(row["errors"]), f"{row['mean_latency_s']:.3f}"
             )
         tables.append(endpoints)
+    if summary.cost.shown:
+        tables.append(cost_table(summary.cost))
     if summary.quality:
         tables += table2_rich(summary.quality)
     return tables
 
 
+COST_COLUMNS = ("stage / endpoint", "requests", "prompt", "completion", "USD")
+
+
+def cost_cells(row: CostRow) -> tuple[str, ...]:
+    usd = format_usd(row.usd) if row.usd is not None else "-"
+    return (row.name, f"{row.requests:,}", f"{row.prompt_tokens:,}", f"{row.completion_tokens:,}", usd)
+
+
+def cost_table(cost: CostSummary) -> Table:
+    """Money spent so far (every session of the run), per stage, then per endpoint."""
+    prices = ""
+    if cost.prices is not None:
+        prices = f"${cost.prices['input']:g} in, ${cost.prices['output']:g} out per 1M tokens"
+    caption = " · ".join(filter(None, [prices, cost.budget_line]))
+    table = Table(title="Spent so far (all sessions)", caption=caption)
+    for column in COST_COLUMNS:
+        table.add_column(column, justify="left" if column == COST_COLUMNS[0] else "right")
+    for row in cost.stages:
+        table.add_row(*cost_cells(row))
+    table.add_row(*cost_cells(cost.total), end_section=True)
+    for row in cost.endpoints:
+        table.add_row(*cost_cells(row))
+    return table
+
+
 def summarize(store: RunReader) -> RunSummary:
     counts = store.counts()
+    saved = store.get_meta("settings")
     return RunSummary(
         gen_requests=counts.gen_requests_done,
         gen_requests_truncated=counts.gen_requests_truncated,
@@ -136,6 +257,7 @@ def summarize(store: RunReader) -> RunSummary:
         instances_kept=counts.instance_verdicts.get(KEPT, 0),
         instance_verdicts=counts.instance_verdicts,
         quality=quality_summary(store),
+        cost=cost_summary(saved if isinstance(saved, dict) else None, store.get_meta(SPENT_KEY)),
     )
 
 
@@ -160,6 +282,17 @@ def summary_markdown(summary: RunSummary) -> str:
             keys = list(rows[0])
             lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
             lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
+    if summary.cost.shown:
+        lines += ["", "## Spent so far (all sessions)", ""]
+        lines += ["| " + " | ".join(COST_COLUMNS) + " |", "|---|---:|---:|---:|---:|"]
+        rows = [*summary.cost.stages, summary.cost.total, *summary.cost.endpoints]
+        lines += ["| " + " | ".join(cost_cells(row)) + " |" for row in rows]
+        if (prices := summary.cost.prices) is not None:
+            lines += ["", f"Prices: ${prices['input']:g} in, ${prices['output']:g} out per million tokens."]
+        if summary.cost.budget_line:
+            lines.append(summary.cost.budget_line.capitalize() + ".")
+    if summary.stopped:
+        lines += ["", f"Stopped: {summary.stopped}."]
     if summary.quality:
         lines += [
             "",

@@ -20,7 +20,10 @@ from selfinstruct.records import Answers, Question
 
 MAX_REASON_CHARS = 200
 JUDGE_PROMPT_END = "\nAnswers:\n1."
-JUDGE_DECODING = Decoding(temperature=0.0, top_p=1.0, max_tokens=160, stop=("\n4.", "\n\n\n"))
+# A completion model stops after its three answers (the blank line after them); a chat model may put blank
+# lines between its answers, so it stops only at a fourth.
+JUDGE_DECODING = Decoding(temperature=0.0, top_p=1.0, max_tokens=160, stop=("\n\n", "\n4."))
+CHAT_JUDGE_DECODING = Decoding(temperature=0.0, top_p=1.0, max_tokens=160, stop=("\n4.",))
 
 _PROMPT = """You are checking one example of an instruction-tuning dataset: an instruction, an input for it \
 (possibly none) and the output a model should give. Answer three questions about it with Yes or No, each \
@@ -80,8 +83,11 @@ _LABELLED = {
     for key, words in _LABEL_WORDS.items()
 }
 # Yes or No as the first word of an answer, after an optional "Answer:" and quotes or brackets.
+# Not the answer format echoed back ("Yes or No - reason", "yes/no"), which small models do.
 _YES_NO = re.compile(
-    r"^(?:answer[ \t]*[:\-][ \t]*)?[\"'(\[]?[ \t]*(?P<word>yes|no)\b[\"')\].]?(?P<rest>.*)", re.I | re.S
+    r"^(?:answer[ \t]*[:\-][ \t]*)?[\"'(\[]?[ \t]*(?P<word>yes|no)\b(?![ \t]*(?:or|/)[ \t]*(?:yes|no)\b)"
+    r"[\"')\].]?(?P<rest>.*)",
+    re.I | re.S,
 )
 
 
@@ -99,7 +105,7 @@ def parse_answer(text: str) -> tuple[bool | None, str]:
 def parse_verdict(reply: str) -> Verdict:
     """The three answers of a judge reply. The prompt ends with `1.`, so a reply that does not open with a
     number is the first answer's text. Numbered answers win; an unnumbered reply is read by its labels
-    ("Valid task: Yes"). A question answered twice, or not clearly, is unrated."""
+    ("Valid task: Yes"). A question answered both ways, or not clearly, is unrated."""
     text = _MARKUP.sub("", reply)
     if not _NUMBER.match(text):
         text = "1. " + text.lstrip()
@@ -111,8 +117,8 @@ def parse_verdict(reply: str) -> Verdict:
     values: dict[str, bool | None] = {}
     reasons: dict[str, str] = {}
     for number, key in enumerate(KEYS, start=1):
-        found = segments.get(str(number), [])
-        if len(found) != 1 or (value_reason := parse_answer(found[0]))[0] is None:
+        value_reason = _one_clear([parse_answer(segment) for segment in segments.get(str(number), [])])
+        if value_reason[0] is None:
             value_reason = _by_label(text, key)
         values[key], reasons[key] = value_reason
     answers = Answers(values["valid_task"], values["input_ok"], values["output_ok"])
@@ -120,8 +126,13 @@ def parse_verdict(reply: str) -> Verdict:
 
 
 def _by_label(text: str, key: Question) -> tuple[bool | None, str]:
-    found = [parse_answer(m.group("rest")) for m in _LABELLED[key].finditer(text)]
+    return _one_clear([parse_answer(m.group("rest")) for m in _LABELLED[key].finditer(text)])
+
+
+def _one_clear(found: list[tuple[bool | None, str]]) -> tuple[bool | None, str]:
+    """The answer when every clear answer to a question says the same (a model that repeats itself), else
+    unrated (not answered, or answered both ways)."""
     clear = {value for value, _ in found if value is not None}
     if len(clear) != 1:
-        return None, ""  # not answered, or answered both ways
+        return None, ""
     return next((value, reason) for value, reason in found if value is not None)

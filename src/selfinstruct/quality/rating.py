@@ -15,7 +15,13 @@ from selfinstruct.lm.client import LMClient, one_error
 from selfinstruct.lm.factory import build_lm
 from selfinstruct.lm.settings import LMSettings
 from selfinstruct.quality.checks import check_item
-from selfinstruct.quality.judge import JUDGE_DECODING, Verdict, build_judge_prompt, parse_verdict
+from selfinstruct.quality.judge import (
+    CHAT_JUDGE_DECODING,
+    JUDGE_DECODING,
+    Verdict,
+    build_judge_prompt,
+    parse_verdict,
+)
 from selfinstruct.records import RatingItem
 from selfinstruct.store import RunStore
 
@@ -42,9 +48,13 @@ class LLMJudge:
     def name(self) -> str:
         return self.client.lm.identity
 
-    async def judge(self, item: RatingItem) -> Verdict:
+    def request(self, item: RatingItem) -> Request:
         prompt = build_judge_prompt(item.instruction, item.input, item.output)
-        reply = await self.client.complete(Request(prompt, JUDGE_DECODING, JUDGE_STAGE))
+        decoding = CHAT_JUDGE_DECODING if self.client.settings.api == "chat" else JUDGE_DECODING
+        return Request(prompt, decoding, JUDGE_STAGE)
+
+    async def judge(self, item: RatingItem) -> Verdict:
+        reply = await self.client.complete(self.request(item))
         return parse_verdict(reply.text)
 
 

@@ -18,8 +18,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from selfinstruct.quality.questions import QUESTIONS
-from selfinstruct.store import DB_NAME, RunStore
+from selfinstruct.quality.questions import PAPER_TABLE2, QUESTIONS
+from selfinstruct.quality.report import COLUMNS, HEADERS, agreement_cell, cell, quality_summary
+from selfinstruct.store import DB_NAME, RunReader, RunStore
 from selfinstruct.web import db, summary
 from selfinstruct.web.evalitems import ResponseItem, load_eval_items, sample_responses
 from selfinstruct.web.security import LOOPBACK_NAMES, GuardMiddleware, check_csrf, csrf_token
@@ -60,6 +61,7 @@ class ReviewApp:
         )
         self.env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1f}%"
         self.env.filters["num"] = lambda v: "–" if v is None else f"{v:.2f}"
+        self.env.globals.update(share_cell=cell, agreement_cell=agreement_cell)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def render(self, request: Request, name: str, status: int = 200, **ctx: object) -> HTMLResponse:
@@ -276,9 +278,13 @@ class ReviewApp:
         with db.connect(self.db_path) as conn:
             data_rows = db.all_ratings(conn, "data")
             resp_rows = db.all_ratings(conn, "response")
+            judged = quality_summary(RunReader(conn))
         return self.render(
             request,
             "summary.html",
+            judged=judged,
+            columns=[(key, HEADERS[key]) for key in COLUMNS],
+            paper=PAPER_TABLE2,
             data=summary.data_summary(data_rows),
             data_agreement=summary.agreements(data_rows, [k for k, _ in QUESTIONS]),
             grades=summary.grade_summary(resp_rows),
