@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import candidates
-from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.novelty.index import NoveltyIndex
 
 THRESHOLD = 0.7
 TOP_K = 10

@@ -34,7 +34,7 @@ def _rss_mb() -> float:
 def child(n: int, top_k: int, max_seconds: float | None) -> None:
     sys.path.insert(0, str(HERE))
     import candidates
-    from selfinstruct.novelty import NoveltyIndex
+    from selfinstruct.novelty.index import NoveltyIndex
 
     warm = NoveltyIndex(top_k=top_k)  # numba: load the compiled kernels before timing
     for text in candidates.seeds(20):

@@ -79,7 +79,7 @@ def test_the_one_list_of_verdicts_is_exactly_what_the_pipeline_produces() -> Non
     name every verdict the stages store, in the order they apply, and no verdict that nothing produces."""
     from selfinstruct.config import RunSettings
     from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS, KEPT
-    from selfinstruct.novelty import NoveltyIndex
+    from selfinstruct.novelty.index import NoveltyIndex
     from selfinstruct.pipeline.instances import InstanceGenerator
     from selfinstruct.pipeline.instructions import InstructionProcessor
     from selfinstruct.seeds.loader import default_seed_path, load_seed_tasks

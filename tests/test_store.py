@@ -15,11 +15,15 @@ import pytest
 import selfinstruct
 from selfinstruct.records import (
     CandidateRecord,
+    CandidateSummary,
     Instance,
+    InstanceOfInstruction,
     InstanceRecord,
     KeptInfo,
+    KeptInstruction,
     RunCounts,
     SimilarInstruction,
+    StoredCandidate,
 )
 from selfinstruct.store import DB_NAME, CandidateFilter, RunReader, RunStore, WalCheckpointer
 
@@ -193,9 +197,7 @@ def test_review_reads_filter_candidates_on_any_connection(tmp_path: Path) -> Non
         run = RunReader(conn)
 
         def texts(**query: str) -> list[str]:
-            return [
-                r["instruction"] for r in run.candidate_rows(CandidateFilter(**query), limit=10, offset=0)
-            ]
+            return [r.instruction for r in run.candidate_rows(CandidateFilter(**query), limit=10, offset=0)]
 
         assert texts() == ["Sort a list.", "Hi", "Translate to French.", "Is this spam?", "Write a"]
         assert texts(status="dropped") == ["Hi", "Write a"]
@@ -208,24 +210,35 @@ def test_review_reads_filter_candidates_on_any_connection(tmp_path: Path) -> Non
         assert run.count_candidates(CandidateFilter(status="kept")) == 3
         assert run.count_candidates(CandidateFilter(clf="unknown")) == 2
         [row] = run.candidate_rows(CandidateFilter(clf="yes"), limit=10, offset=0)
-        assert (row["iid"], row["n_kept"], row["n_parsed"]) == (spam, 1, 2)
-        assert [r["instruction"] for r in run.candidate_rows(CandidateFilter(), limit=2, offset=2)] == [
+        assert isinstance(row, CandidateSummary)  # records, not sqlite3.Row: typed, and no SQL names leak
+        assert (row.iid, row.is_classification, row.n_kept, row.n_parsed) == (spam, True, 1, 2)
+        assert [r.instruction for r in run.candidate_rows(CandidateFilter(), limit=2, offset=2)] == [
             "Translate to French.",
             "Is this spam?",
         ]
         assert run.instructions_with_kept_instances() == [spam]
         [instance_id] = run.kept_instance_ids(spam)
         pair = run.instruction_with_instance(spam, instance_id)
-        assert pair is not None and (pair["instruction"], pair["input"], pair["output"]) == (
+        assert isinstance(pair, InstanceOfInstruction)
+        assert (pair.instruction_id, pair.instance_id) == (spam, instance_id)
+        assert (pair.instruction, pair.is_classification, pair.input, pair.output) == (
             "Is this spam?",
+            True,
             "a",
             "b",
         )
-        candidate = run.candidate_row(pair["candidate_id"])
-        assert candidate is not None and candidate["verdict"] == "kept"
-        instruction = run.instruction_row_of_candidate(pair["candidate_id"])
-        assert instruction is not None and instruction["id"] == spam
-        assert [r["verdict"] for r in run.instance_rows(spam)] == ["kept", "empty_output"]
+        assert run.instruction_with_instance(sort, instance_id) is None  # not an instance of that one
+        candidate = run.candidate_row(pair.candidate_id)
+        assert isinstance(candidate, StoredCandidate) and candidate.verdict == "kept"
+        assert (candidate.id, candidate.instruction) == (pair.candidate_id, "Is this spam?")
+        assert run.candidate_row(10**6) is None
+        instruction = run.instruction_row_of_candidate(pair.candidate_id)
+        assert isinstance(instruction, KeptInstruction) and instruction.id == spam
+        assert instruction.is_classification is True
+        assert run.instance_rows(spam) == [
+            InstanceRecord(0, "a", "b", "kept"),
+            InstanceRecord(1, "", "", "empty_output"),
+        ]
         assert run.instance_rows(sort) == []
 
 

@@ -21,8 +21,9 @@ from pydantic import (
 )
 
 from selfinstruct.lm.base import Decoding
-from selfinstruct.lm.credentials import public_url
+from selfinstruct.lm.credentials import public_urls
 from selfinstruct.lm.settings import LMSettings, parse_model_spec
+from selfinstruct.novelty import NOVELTY_THRESHOLD
 from selfinstruct.settings_io import resolve
 
 DEFAULT_BLACKLIST: tuple[str, ...] = (
@@ -89,7 +90,9 @@ class FilterSettings(BaseModel):
     bad_prefixes: list[str] = Field(
         default_factory=lambda: ["Write a program"], description="Drop instructions starting with these."
     )
-    novelty_threshold: float = Field(0.7, ge=0, le=1, description="Drop if ROUGE-L F with any pool entry >.")
+    novelty_threshold: float = Field(
+        NOVELTY_THRESHOLD, ge=0, le=1, description="Drop if ROUGE-L F with any pool entry >."
+    )
     novelty_top_k: int = Field(10, ge=1, description="Most similar pool instructions recorded.")
     novelty_mean: bool = Field(
         True,
@@ -230,23 +233,11 @@ class RunSettings(BaseModel):
             raise ValueError("filters.min_words exceeds filters.max_words")
         return self
 
-    @field_serializer("lm", mode="wrap")
-    def _lm_without_credentials(self, lm: LMSettings, handler: SerializerFunctionWrapHandler) -> Any:
+    @field_serializer("lm", "quality", mode="wrap")
+    def _without_credentials(self, value: BaseModel, handler: SerializerFunctionWrapHandler) -> Any:
         """Settings are stored in the run and printed by `config --show`: a password written into a
         --base-url (`http://user:secret@host/v1`) must reach neither. A resumed run gets it from the flag."""
-        data = handler(lm)
-        if isinstance(data, dict) and isinstance(data.get("base_url"), list):
-            data["base_url"] = [public_url(url) for url in data["base_url"]]
-        return data
-
-    @field_serializer("quality", mode="wrap")
-    def _judge_without_credentials(
-        self, quality: QualitySettings, handler: SerializerFunctionWrapHandler
-    ) -> Any:
-        data = handler(quality)
-        if isinstance(data, dict) and isinstance(data.get("judge_base_url"), list):
-            data["judge_base_url"] = [public_url(url) for url in data["judge_base_url"]]
-        return data
+        return public_urls(handler(value), "base_url", "judge_base_url")
 
     def judge_lm(self) -> LMSettings | None:
         """The judge's LM settings: the run's, with the judge's backend, model and connection; None for no

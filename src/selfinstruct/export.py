@@ -114,6 +114,7 @@ def export_run(
                 include_seeds=include_seeds,
                 min_quality=min_quality,
                 gate_judge=gate_judge,
+                record=False,
             )
             written["finetune"] = (result.path, result.rows)
         if "alpaca" in formats:

@@ -77,6 +77,38 @@ class CandidateRecord:
 
 
 @dataclass(frozen=True)
+class StoredCandidate:
+    """A candidate as stored: its id, the stage-1 request and place in the reply it came from, its text
+    before and after normalisation, and its verdict."""
+
+    id: int
+    request_id: int
+    position: int
+    raw: str
+    instruction: str
+    verdict: str
+    detail: str | None
+    max_similarity: float | None
+
+
+@dataclass(frozen=True)
+class CandidateSummary:
+    """A candidate as the review page lists it: its verdict, and the kept instruction it became (`iid`
+    None if dropped) with its classification and instances kept of parsed."""
+
+    cid: int
+    request_id: int
+    instruction: str
+    verdict: str
+    detail: str | None
+    max_similarity: float | None  # the candidate's, else its kept instruction's
+    iid: int | None
+    is_classification: bool | None
+    n_kept: int
+    n_parsed: int
+
+
+@dataclass(frozen=True)
 class KeptInfo:
     """What the novelty filter says of a kept candidate: the pool's closest instructions, best first,
     and the mean and max ROUGE-L against the pool."""
@@ -118,6 +150,19 @@ class InstanceRecord:
     output: str
     verdict: str
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceOfInstruction:
+    """One stored instance with its kept instruction (an item of the review page's rating sample)."""
+
+    instruction_id: int
+    instance_id: int
+    candidate_id: int
+    instruction: str
+    is_classification: bool | None
+    input: str
+    output: str
 
 
 @dataclass(frozen=True)

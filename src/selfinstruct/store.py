@@ -26,14 +26,17 @@ from selfinstruct.paths import FolderLock, database_error, storage_error
 from selfinstruct.records import (
     Answers,
     CandidateRecord,
+    CandidateSummary,
     GenRequestRow,
     Instance,
+    InstanceOfInstruction,
     InstanceRecord,
     KeptInfo,
     KeptInstruction,
     RatingItem,
     RunCounts,
     SimilarInstruction,
+    StoredCandidate,
     StoredInstruction,
     Task,
 )
@@ -234,8 +237,9 @@ class WalCheckpointer:
 
 
 class RunReader:
-    """Every read of the run tables, on one connection (with `sqlite3.Row` rows). `RunStore` is one; the
-    review page makes one per request on its own short-lived connection."""
+    """Every read of the run tables, on one connection, returned as `records` dataclasses (`sqlite3.Row`
+    stays inside). `RunStore` is one; the review page makes one per request on its own short-lived
+    connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         conn.row_factory = sqlite3.Row
@@ -522,11 +526,10 @@ class RunReader:
         source = self._CANDIDATES if query.clf or query.instance_verdict else " FROM candidates c"
         return int(self.conn.execute("SELECT COUNT(*)" + source + where, params).fetchone()[0])
 
-    def candidate_rows(self, query: CandidateFilter, *, limit: int, offset: int) -> list[sqlite3.Row]:
-        """Candidates (kept and dropped) with their kept-instruction data, in order: cid, request_id,
-        instruction, verdict, detail, max_similarity, iid, is_classification, n_kept, n_parsed."""
+    def candidate_rows(self, query: CandidateFilter, *, limit: int, offset: int) -> list[CandidateSummary]:
+        """Candidates (kept and dropped) with their kept-instruction data, in order."""
         where, params = self._candidate_where(query)
-        return self.conn.execute(
+        rows = self.conn.execute(
             "SELECT c.id AS cid, c.request_id, c.instruction, c.verdict, c.detail,"
             " COALESCE(c.max_similarity, i.max_similarity) AS max_similarity,"
             " i.id AS iid, i.is_classification,"
@@ -537,22 +540,51 @@ class RunReader:
             + where
             + " ORDER BY c.id LIMIT ? OFFSET ?",
             [*params, limit, offset],
-        ).fetchall()
+        )
+        return [
+            CandidateSummary(
+                cid=r["cid"],
+                request_id=r["request_id"],
+                instruction=r["instruction"],
+                verdict=r["verdict"],
+                detail=r["detail"],
+                max_similarity=r["max_similarity"],
+                iid=r["iid"],
+                is_classification=_opt_bool(r["is_classification"]),
+                n_kept=r["n_kept"],
+                n_parsed=r["n_parsed"],
+            )
+            for r in rows
+        ]
 
-    def candidate_row(self, candidate_id: int) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
+    def candidate_row(self, candidate_id: int) -> StoredCandidate | None:
+        r = self.conn.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
+        if r is None:
+            return None
+        return StoredCandidate(
+            id=r["id"],
+            request_id=r["request_id"],
+            position=r["position"],
+            raw=r["raw"],
+            instruction=r["instruction"],
+            verdict=r["verdict"],
+            detail=r["detail"],
+            max_similarity=r["max_similarity"],
+        )
 
-    def instruction_row_of_candidate(self, candidate_id: int) -> sqlite3.Row | None:
+    def instruction_row_of_candidate(self, candidate_id: int) -> KeptInstruction | None:
         """The kept instruction a candidate became, if it was kept."""
-        return self.conn.execute(
-            "SELECT * FROM instructions WHERE candidate_id = ?", (candidate_id,)
-        ).fetchone()
+        r = self.conn.execute("SELECT * FROM instructions WHERE candidate_id = ?", (candidate_id,)).fetchone()
+        return None if r is None else self._kept(r)
 
-    def instance_rows(self, instruction_id: int) -> list[sqlite3.Row]:
+    def instance_rows(self, instruction_id: int) -> list[InstanceRecord]:
         """Every instance parsed for an instruction (kept and dropped), in order."""
-        return self.conn.execute(
-            "SELECT * FROM instances WHERE instruction_id = ? ORDER BY position", (instruction_id,)
-        ).fetchall()
+        rows = self.conn.execute(
+            "SELECT position, input, output, verdict, detail FROM instances WHERE instruction_id = ?"
+            " ORDER BY position",
+            (instruction_id,),
+        )
+        return [InstanceRecord(*r) for r in rows]
 
     def instructions_with_kept_instances(self) -> list[int]:
         """Ids of the kept instructions with at least one kept instance, in order."""
@@ -569,13 +601,26 @@ class RunReader:
         )
         return [int(r[0]) for r in rows]
 
-    def instruction_with_instance(self, instruction_id: int, instance_id: int) -> sqlite3.Row | None:
-        """candidate_id, instruction, is_classification, input, output of one instance of an instruction."""
-        return self.conn.execute(
+    def instruction_with_instance(
+        self, instruction_id: int, instance_id: int
+    ) -> InstanceOfInstruction | None:
+        """One instance of an instruction, with the instruction; None if it is not one of its instances."""
+        r = self.conn.execute(
             "SELECT i.candidate_id, i.instruction, i.is_classification, x.input, x.output"
             " FROM instructions i JOIN instances x ON x.instruction_id = i.id WHERE i.id = ? AND x.id = ?",
             (instruction_id, instance_id),
         ).fetchone()
+        if r is None:
+            return None
+        return InstanceOfInstruction(
+            instruction_id=instruction_id,
+            instance_id=instance_id,
+            candidate_id=r["candidate_id"],
+            instruction=r["instruction"],
+            is_classification=_opt_bool(r["is_classification"]),
+            input=r["input"],
+            output=r["output"],
+        )
 
 
 class RunStore(RunReader):

@@ -60,6 +60,23 @@ def test_cli_keeps_novel_rows_whole_in_order(tmp_path: Path) -> None:
     assert f"Kept {len(expected)} of {len(ROWS)} rows" in result.output
 
 
+def test_the_knob_is_named_as_in_generate_and_the_old_name_still_works(tmp_path: Path) -> None:
+    """`--novelty-threshold` as `generate` calls it; `--threshold`, dedup's earlier name, is an alias."""
+    src = _write(tmp_path / "in.jsonl", ROWS)
+    texts = [r["instruction"] for r in ROWS]
+    for flag in ("--novelty-threshold", "--threshold"):
+        out = tmp_path / f"kept{flag}.jsonl"
+        result = CliRunner().invoke(_app(), [str(src), "--out", str(out), flag, "0.9", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert len(out.read_text().splitlines()) == len(_reference_kept(texts, [], 0.9))
+    assert _reference_kept(texts, [], 0.9) != _reference_kept(texts, [])  # 0.9 is not the default
+    shown = CliRunner().invoke(_app(), ["--help"], env={"COLUMNS": "200"}).output
+    assert "--novelty-threshold,--threshold" in shown and "its earlier name here, still works" in shown
+    refused = CliRunner().invoke(_app(), [str(src), "--out", str(tmp_path / "o.jsonl"), "--threshold", "2"])
+    assert isinstance(refused.exception, UserError)  # shown by the CLI's printer as one line, exit 2
+    assert str(refused.exception) == "--novelty-threshold must be between 0 and 1, got 2.0"
+
+
 def test_against_pool_in_paper_seed_format(tmp_path: Path) -> None:
     seeds = _write(
         tmp_path / "seeds.jsonl",

@@ -8,7 +8,8 @@ import pytest
 
 from selfinstruct.evaluate.report import ItemRecord, JudgeRecord, ModelInfo, load_report, write_report
 from selfinstruct.evaluate.run import GenerationOptions, build_report, postprocess_prediction
-from selfinstruct.evaluate.session import public_url
+from selfinstruct.evaluate.session import model_info
+from selfinstruct.lm.settings import LMSettings
 from selfinstruct.lm.settings import parse_model_spec as parse_judge_spec
 
 
@@ -80,8 +81,11 @@ def test_report_aggregates_round_trips_and_escapes(tmp_path: Path) -> None:
 
 
 def test_cli_helpers_keep_secrets_out_and_read_judge_specs() -> None:
-    assert public_url("https://user:secret@host:8443/v1") == "https://host:8443/v1"
-    assert public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+    # A report names the endpoints the backend used, as valid URLs without their credentials.
+    urls = ["https://user:secret@Host:8443/v1", "http://u:p@[::1]:8000/v1", "http://127.0.0.1:8000/v1"]
+    info = model_info(LMSettings(backend="openai", model="m", base_url=urls))
+    assert info.base_url == ["https://Host:8443/v1", "http://[::1]:8000/v1", "http://127.0.0.1:8000/v1"]
+    assert model_info(LMSettings(backend="embedded", base_url=urls)).base_url == []  # in-process: none
     assert parse_judge_spec("openai/gpt-4o-mini") == ("openai", "gpt-4o-mini")
     assert parse_judge_spec("transformers/Qwen/Qwen2.5-7B-Instruct") == (
         "transformers",

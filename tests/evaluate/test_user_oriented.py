@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from selfinstruct.errors import InputFileError, UserError
-from selfinstruct.evaluate import user_oriented
 from selfinstruct.evaluate.tasks import load_task_file, task_items
 from selfinstruct.finetune.data import load_examples
 from selfinstruct.pipeline.prepare import prepare_finetune_data, write_finetune_jsonl
 from selfinstruct.records import Instance, Task
-from selfinstruct.seeds import load_seed_tasks
+from selfinstruct.seeds import load_seed_tasks, user_oriented
 
 PREDICTIONS = (
     Path(__file__).resolve().parents[1] / "data" / "user_oriented" / "text-davinci-001_predictions.jsonl"
@@ -28,14 +27,14 @@ def _rows() -> list[dict[str, object]]:
 
 def test_the_set_ships_in_the_package_with_its_notice() -> None:
     path = user_oriented.user_oriented_path()
-    assert path.parent.parent.name == "evaluate" and path.name == "user_oriented_instructions.jsonl"
+    assert path.parent.parent.name == "seeds" and path.name == "user_oriented_instructions.jsonl"
     rows = _rows()
     assert len(rows) == 252 and len({r["id"] for r in rows}) == 252
     assert all(len(r["instances"]) == 1 for r in rows)  # type: ignore[arg-type]
     notice = (path.parent / "NOTICE.md").read_text(encoding="utf-8")
     assert "Apache License 2.0" in notice and "not used for training" in notice
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"evaluate/data/*"' in pyproject  # package data: a pip install has it too
+    assert '"seeds/data/*"' in pyproject  # package data: a pip install has it too, NOTICE.md included
 
 
 def test_loads_by_name_with_motivation_app_groups() -> None:

@@ -87,7 +87,7 @@ def test_command_trains_with_yaml_and_flags(tiny_base: Path, instances_file: Pat
 
 
 def test_the_user_oriented_set_is_refused_before_any_model_loads(tmp_path: Path) -> None:
-    from selfinstruct.evaluate.user_oriented import user_oriented_path
+    from selfinstruct.seeds.user_oriented import user_oriented_path
 
     copy = tmp_path / "eval.jsonl"  # a renamed copy: recognised by its content
     copy.write_bytes(user_oriented_path().read_bytes())

@@ -21,11 +21,8 @@ llama_cpp = pytest.importorskip("llama_cpp")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from selfinstruct.finetune.gguf_adapter import (  # noqa: E402
-    AdapterConversionError,
-    permute_rows,
-    write_gguf_adapter,
-)
+from selfinstruct.errors import AdapterConversionError  # noqa: E402
+from selfinstruct.finetune.gguf_adapter import permute_rows, write_gguf_adapter  # noqa: E402
 from selfinstruct.lm.llamacpp_load import load_high_level  # noqa: E402
 
 VOCAB = 300  # 3 special tokens, 256 byte tokens (llama.cpp's SPM vocabulary needs <0x0A>), the rest plain

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from selfinstruct.lm.base import Completion, Decoding, LMError, Request
+from selfinstruct.errors import LMError
+from selfinstruct.lm.base import Completion, Decoding, Request
 from selfinstruct.lm.cache import MemoryResponseCache, SQLiteResponseCache
 from selfinstruct.lm.client import ClientEvent, LMClient
 from selfinstruct.lm.factory import build_client

@@ -16,9 +16,10 @@ import pytest
 from tests.conftest import generate_command
 
 from selfinstruct.config import resolve_settings
-from selfinstruct.lm.base import Decoding, LMError, Request
+from selfinstruct.errors import LMError
+from selfinstruct.lm.base import Decoding, Request
 from selfinstruct.lm.client import LMClient
-from selfinstruct.lm.credentials import UrlCredentials, public_url, split_credentials
+from selfinstruct.lm.credentials import UrlCredentials, public_url, public_urls, split_credentials
 from selfinstruct.lm.openai_compat import OpenAICompatLM
 from selfinstruct.lm.settings import LMSettings
 from selfinstruct.testing.fake_server import FakeOpenAIServer
@@ -39,13 +40,37 @@ def _with_credentials(url: str, user: str = USER, password: str = SECRET) -> str
         ("http://u:p@h:8000/v1", "http://h:8000/v1", UrlCredentials("u", "p")),
         ("https://u:p%40ss%3Aw@H.example/v1?x=1", "https://H.example/v1?x=1", UrlCredentials("u", "p@ss:w")),
         ("http://u:p@[::1]:8080/v1", "http://[::1]:8080/v1", UrlCredentials("u", "p")),
+        ("http://u:p@[::1]/v1", "http://[::1]/v1", UrlCredentials("u", "p")),
+        ("http://u:p@[2001:DB8::1]:8000/v1/", "http://[2001:DB8::1]:8000/v1/", UrlCredentials("u", "p")),
+        ("http://[::1]:8000/v1", "http://[::1]:8000/v1", None),
         ("http://token@h/v1", "http://h/v1", UrlCredentials("token", "")),
+        # Case, ports, paths, queries and fragments as written; an "@" after the host is not user-info.
+        ("HTTPS://u:p@GPU-Host.Example:443/V1", "HTTPS://GPU-Host.Example:443/V1", UrlCredentials("u", "p")),
+        (
+            "http://u:p@h:8000/a/b?key=v@x&y=1#frag@z",
+            "http://h:8000/a/b?key=v@x&y=1#frag@z",
+            UrlCredentials("u", "p"),
+        ),
+        ("http://h/v1?user=a@b", "http://h/v1?user=a@b", None),
+        ("http://u:p@h/v1?", "http://h/v1?", UrlCredentials("u", "p")),
+        ("http://u:p@h:8000", "http://h:8000", UrlCredentials("u", "p")),
+        ("http://us%40er:p:w@h/", "http://h/", UrlCredentials("us@er", "p:w")),
+        ("//u:p@h/v1", "//h/v1", UrlCredentials("u", "p")),
     ],
 )
 def test_split_credentials(url: str, public: str, credentials: UrlCredentials | None) -> None:
     assert split_credentials(url) == (public, credentials)
     assert public_url(url) == public
     assert "p@ss" not in repr(split_credentials(url)[1])
+
+
+def test_public_urls_makes_the_dumped_url_lists_public() -> None:
+    dumped = {"base_url": ["http://u:p@[::1]:8000/v1", "http://h/v1"], "judge_base_url": ["http://a:b@j/v1"]}
+    assert public_urls(dumped, "base_url", "judge_base_url") == {
+        "base_url": ["http://[::1]:8000/v1", "http://h/v1"],
+        "judge_base_url": ["http://j/v1"],
+    }
+    assert public_urls(None, "base_url") is None  # an unset judge dumps as None
 
 
 def _client(url: str, key_env: str = "SI_TEST_KEY") -> LMClient:
@@ -89,6 +114,23 @@ def test_settings_dump_drops_the_credentials_but_keeps_them_for_the_requests() -
     assert settings.lm.base_url == [f"http://{USER}:{SECRET}@h/v1"]  # in memory, for the backend
     assert settings.model_dump(mode="json")["lm"]["base_url"] == ["http://h/v1"]
     assert SECRET not in settings.model_dump_json()
+
+
+def test_every_settings_model_dumps_the_urls_public_through_the_one_function() -> None:
+    """The run's LM and judge (`RunSettings`) and the evaluation's (`EvalSettings`): IPv6 kept bracketed."""
+    from selfinstruct.evaluate.settings import EvalSettings
+
+    secret = f"http://{USER}:{SECRET}@[::1]:8000/v1?x=1"
+    run = resolve_settings(
+        None,
+        {"lm.backend": "openai", "lm.base_url": [secret], "quality.judge_base_url": [secret]},
+    )
+    dumped = run.model_dump(mode="json")
+    assert dumped["lm"]["base_url"] == dumped["quality"]["judge_base_url"] == ["http://[::1]:8000/v1?x=1"]
+    lm = LMSettings(backend="openai", base_url=[secret])
+    evaluation = EvalSettings(lm=lm, judge=lm).model_dump(mode="json")
+    assert evaluation["lm"]["base_url"] == evaluation["judge"]["base_url"] == ["http://[::1]:8000/v1?x=1"]
+    assert SECRET not in run.model_dump_json() + EvalSettings(lm=lm, judge=lm).model_dump_json()
 
 
 def _files_bytes(root: Path) -> dict[str, bytes]:

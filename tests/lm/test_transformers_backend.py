@@ -110,6 +110,15 @@ def backend(path: Path, **settings: object) -> TransformersLM:
     return TransformersLM(LMSettings(backend="transformers", model=str(path), device="cpu", **settings))
 
 
+def test_the_backend_reads_its_eos_from_the_tokenizer_on_disk(tiny_model: Path) -> None:
+    """What stage 4 ends completions with: asked of the backend, from the tokenizer files only."""
+    from selfinstruct.lm.factory import eos_text, public_endpoints
+
+    assert eos_text(LMSettings(backend="transformers", model=str(tiny_model))) == "</s>"
+    assert eos_text(LMSettings(backend="transformers", model=str(tiny_model / "missing"))) is None
+    assert public_endpoints(LMSettings(backend="transformers", model=str(tiny_model))) == []
+
+
 def test_batched_greedy_equals_one_by_one(tiny_model: Path) -> None:
     decoding = Decoding(max_tokens=12)
 

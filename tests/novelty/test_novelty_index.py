@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 from rouge_score import tokenize as rs_tokenize
 
-from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.novelty.index import NoveltyIndex
 from selfinstruct.records import SimilarInstruction
 
 
@@ -197,3 +197,21 @@ def test_generated_candidates_equal_reference() -> None:
     for dense_min_df in (None, 8):
         decisions = run_index(seeds, cands, 0.7, 0, dense_min_df=dense_min_df)
         assert [kept for kept, _, _ in decisions] == [kept for kept, _, _ in expected]
+
+
+def test_one_constant_is_the_novelty_thresholds_default_everywhere() -> None:
+    """The run's setting, the index, `dedup` and the contamination check start from the paper's 0.7, written
+    once (`NOVELTY_THRESHOLD`)."""
+    import inspect
+
+    from selfinstruct.cli.dedup import dedup as dedup_command
+    from selfinstruct.config import FilterSettings
+    from selfinstruct.novelty import NOVELTY_THRESHOLD
+    from selfinstruct.novelty.dedup import dedup_file
+    from selfinstruct.quality.contamination import DEFAULT_THRESHOLD
+
+    assert NOVELTY_THRESHOLD == 0.7  # the paper's
+    assert FilterSettings().novelty_threshold == NoveltyIndex().threshold == NOVELTY_THRESHOLD
+    for function in (dedup_file, dedup_command):
+        assert inspect.signature(function).parameters["threshold"].default == NOVELTY_THRESHOLD
+    assert DEFAULT_THRESHOLD == NOVELTY_THRESHOLD

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 from rouge_score import tokenize as rs_tokenize
 
-from selfinstruct.novelty import lcs_length, rouge_l_f, tokenize
+from selfinstruct.novelty.rouge import lcs_length, rouge_l_f, tokenize
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

@@ -10,9 +10,8 @@ import pytest
 from rouge_score import rouge_scorer
 from tests.conftest import PAPER_SEEDS, openai_overrides
 
-from selfinstruct.errors import UserError
+from selfinstruct.errors import LMError, UserError
 from selfinstruct.export import export_run
-from selfinstruct.lm.base import LMError
 from selfinstruct.pipeline.session import execute, open_run
 from selfinstruct.prompts import INPUT_FIRST_HEADER
 from selfinstruct.store import RunStore
@@ -63,8 +62,10 @@ def test_pipeline_runs_all_stages_and_counts_every_drop(
     summary = _run(tmp_path / "run", fake_server.base_url)
     assert summary.kept >= 12
     assert summary.candidates == sum(summary.candidate_verdicts.values())
-    # The responder produces bad candidates on purpose: several filters must have fired.
-    assert {"novelty", "blacklist"} <= set(summary.candidate_verdicts)
+    # The responder produces bad candidates on purpose: several filters must have fired (which ones depends
+    # on the prompts, so on the seed set: novelty always, with at least one more).
+    fired = set(summary.candidate_verdicts) - {"kept"}
+    assert "novelty" in fired and len(fired) >= 2, fired
     assert summary.classified == summary.kept
     assert 0 < summary.classification < summary.kept
     assert summary.instances_kept > 0

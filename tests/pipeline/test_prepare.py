@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from selfinstruct.errors import InputFileError, UserError
+from selfinstruct.lm.embedded import EMBEDDED_EOS
 from selfinstruct.pipeline.prepare import (
     DEFAULT_EOS,
     DEFAULT_TEMPLATES,
-    EMBEDDED_EOS,
     PAPER_TEMPLATES,
     PAPER_TEMPLATES_WITH_INPUT,
     PAPER_TEMPLATES_WITHOUT_INPUT,
@@ -414,7 +414,11 @@ def test_prepare_run_writes_the_run_model_eos_atomically(tmp_path: Path) -> None
     rows = [json.loads(line) for line in result.path.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == result.rows == 5 + 5 + 1  # at most 5 per generated task, the seed's one
     assert all(row["completion"].endswith("<eos>") for row in rows)
-    assert [p.name for p in result.path.parent.iterdir()] == ["finetune.jsonl"]  # no temp file left
+    # No temp file left; beside the data, the record of what stage 4 did (for the reports).
+    assert sorted(p.name for p in result.path.parent.iterdir()) == ["finetune.jsonl", "finetune.prepare.json"]
+    record = json.loads((result.path.parent / "finetune.prepare.json").read_text(encoding="utf-8"))
+    assert record["rows"] == result.rows and record["gate"]["level"] == "none"
+    assert record["decontamination"] == {"sets": [], "instances": 0, "instructions": 0}
     openai_run = _run_dir(tmp_path / "b", {"backend": "openai", "model": "gpt-4o-mini"})
     assert prepare_run(openai_run).eos == DEFAULT_EOS
     assert prepare_run(openai_run, eos="</s>", seed=123, templates="project").eos == "</s>"
@@ -482,4 +486,5 @@ def test_prepare_command_options_and_refusal(tmp_path: Path) -> None:
     assert "is also an input file" in str(result.exception)
     assert (run / "run.sqlite").read_bytes() == before
     result = CliRunner().invoke(app, ["prepare", str(run), "--templates", "fancy"])
-    assert isinstance(result.exception, UserError) and "choose from paper, project" in str(result.exception)
+    message = str(result.exception)
+    assert isinstance(result.exception, UserError) and "'paper' or 'project' (from --templates)" in message

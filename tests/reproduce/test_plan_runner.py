@@ -14,10 +14,17 @@ import pytest
 import typer
 import yaml
 
-from selfinstruct.errors import UserError
+from selfinstruct.cli.steps import StepCommands
+from selfinstruct.errors import Interrupted, StepFailed, UserError
 from selfinstruct.reproduce.loop import SETTINGS_FILE, open_loop, save_settings
 from selfinstruct.reproduce.plan import build_plan, resolve_settings, to_flags
-from selfinstruct.reproduce.runner import Interrupted, StepFailed, pending_steps, run_steps
+from selfinstruct.reproduce.runner import pending_steps, run_steps
+
+TABLES = StepCommands()
+
+
+def open_loop_(out: Path, *args: object, **kwargs: object) -> object:
+    return open_loop(out, TABLES, *args, **kwargs)  # type: ignore[arg-type]
 
 
 def test_flags_from_a_section() -> None:
@@ -62,14 +69,14 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
 def test_a_url_with_a_password_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     url = "http://user:s3cret@127.0.0.1:9/v1"
     with pytest.raises(UserError, match=r"generate\.base-url: a URL with credentials") as err:
-        open_loop(tmp_path / "loop", None, None, {"generate": {"backend": "openai", "base-url": [url]}})
+        open_loop_(tmp_path / "loop", None, None, {"generate": {"backend": "openai", "base-url": [url]}})
     assert "s3cret" not in str(err.value)
     assert not (tmp_path / "loop").exists()
 
 
 def test_plan_of_the_embedded_default(tmp_path: Path) -> None:
     settings = resolve_settings(None, None, {"superni": {"tasks": "/data/superni"}})
-    steps = build_plan(settings, tmp_path)
+    steps = build_plan(settings, tmp_path, TABLES)
     names = [s.name for s in steps]
     assert names == [
         "generate", "prepare", "finetune",
@@ -89,13 +96,15 @@ def test_plan_of_the_embedded_default(tmp_path: Path) -> None:
 
 def test_plan_without_superni_and_on_a_server_needs_a_trainable_base(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"finetune\.base"):
-        build_plan(resolve_settings(None, None, {"generate": {"backend": "openai", "model": "m"}}), tmp_path)
+        build_plan(
+            resolve_settings(None, None, {"generate": {"backend": "openai", "model": "m"}}), tmp_path, TABLES
+        )
     settings = resolve_settings(
         None,
         None,
         {"generate": {"backend": "openai", "model": "m"}, "finetune": {"base": "Qwen/Qwen2.5-0.5B"}},
     )
-    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    steps = {s.name: s for s in build_plan(settings, tmp_path, TABLES)}
     assert "eval-base-superni" not in steps
     # The server only generated the data: base and tuned are the fine-tuned model, on one runtime.
     base = steps["eval-base-user"].argv
@@ -114,7 +123,7 @@ def _lm_flags(argv: tuple[str, ...]) -> dict[str, str]:
 def test_base_and_tuned_are_evaluated_on_one_runtime(tmp_path: Path) -> None:
     # Embedded default: the base evaluation uses generate's own flags, the tuned one adds the adapter.
     settings = resolve_settings(None, None, {"generate": {"threads": 2, "batch-invariant": True}})
-    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    steps = {s.name: s for s in build_plan(settings, tmp_path, TABLES)}
     base, tuned = steps["eval-base-user"].argv, steps["eval-tuned-user"].argv
     assert "--batch-invariant" in base and "--batch-invariant" in tuned  # the same kernels for both
     assert _lm_flags(base) in ({}, {"--backend": "embedded"}) and base[base.index("--threads") + 1] == "2"
@@ -128,13 +137,13 @@ def test_base_and_tuned_are_evaluated_on_one_runtime(tmp_path: Path) -> None:
             "finetune": {"base": "/models/small.gguf"},
         },
     )
-    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    steps = {s.name: s for s in build_plan(settings, tmp_path, TABLES)}
     base_flags = _lm_flags(steps["eval-base-user"].argv)
     assert base_flags == {"--backend": "embedded", "--model": "/models/small.gguf"}
     assert _lm_flags(steps["eval-tuned-user"].argv)["--lora"] == str(tmp_path / "model" / "adapter.gguf")
     # A GGUF that generated the data is the base by default.
     settings = resolve_settings(None, None, {"generate": {"model": "/models/own.gguf"}})
-    steps = {s.name: s for s in build_plan(settings, tmp_path)}
+    steps = {s.name: s for s in build_plan(settings, tmp_path, TABLES)}
     assert steps["finetune"].argv[steps["finetune"].argv.index("--base") + 1] == "/models/own.gguf"
     assert _lm_flags(steps["eval-base-user"].argv)["--model"] == "/models/own.gguf"
 
@@ -167,7 +176,7 @@ class FakeSteps:
 
 
 def test_rerun_skips_finished_steps_and_reruns_what_depends_on_a_redone_one(tmp_path: Path) -> None:
-    steps = build_plan(resolve_settings(None, None), tmp_path)
+    steps = build_plan(resolve_settings(None, None), tmp_path, TABLES)
     first = FakeSteps(tmp_path, steps)
     run_steps(tmp_path, steps, child=first)
     assert first.ran == [s.name for s in steps]
@@ -182,7 +191,7 @@ def test_rerun_skips_finished_steps_and_reruns_what_depends_on_a_redone_one(tmp_
 
 
 def test_a_failed_or_interrupted_step_is_not_marked_done(tmp_path: Path) -> None:
-    steps = build_plan(resolve_settings(None, None), tmp_path)
+    steps = build_plan(resolve_settings(None, None), tmp_path, TABLES)
     with pytest.raises(StepFailed, match="step finetune failed"):
         run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps, fail="finetune"))
     assert pending_steps(tmp_path, steps)[0] == "finetune"
@@ -194,17 +203,17 @@ def test_a_failed_or_interrupted_step_is_not_marked_done(tmp_path: Path) -> None
 
 
 def test_a_changed_command_reruns_its_step(tmp_path: Path) -> None:
-    steps = build_plan(resolve_settings(None, None), tmp_path)
+    steps = build_plan(resolve_settings(None, None), tmp_path, TABLES)
     run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps))
-    changed = build_plan(resolve_settings(None, None, {"finetune": {"max-steps": 3}}), tmp_path)
+    changed = build_plan(resolve_settings(None, None, {"finetune": {"max-steps": 3}}), tmp_path, TABLES)
     assert pending_steps(tmp_path, changed) == ["finetune", "eval-tuned-user", "compare-user"]
 
 
 def test_finetune_restarts_after_a_change_and_resumes_after_an_interruption(tmp_path: Path) -> None:
-    steps = build_plan(resolve_settings(None, None), tmp_path)
+    steps = build_plan(resolve_settings(None, None), tmp_path, TABLES)
     run_steps(tmp_path, steps, child=FakeSteps(tmp_path, steps))
     # A changed command: its old checkpoints must not be continued.
-    changed = build_plan(resolve_settings(None, None, {"finetune": {"max-steps": 3}}), tmp_path)
+    changed = build_plan(resolve_settings(None, None, {"finetune": {"max-steps": 3}}), tmp_path, TABLES)
     first = FakeSteps(tmp_path, changed, interrupt="eval-tuned-user")
     with pytest.raises(Interrupted):
         run_steps(tmp_path, changed, child=first)
@@ -228,19 +237,19 @@ def test_finetune_restarts_after_a_change_and_resumes_after_an_interruption(tmp_
 
 def test_a_loop_folder_keeps_its_settings(tmp_path: Path) -> None:
     out = tmp_path / "loop"
-    loop = open_loop(out, "cpu", None, {"generate": {"num-instructions": 5}})
+    loop = open_loop_(out, "cpu", None, {"generate": {"num-instructions": 5}})
     save_settings(loop)
     run_steps(out, loop.steps, child=FakeSteps(out, loop.steps))
     assert (out / SETTINGS_FILE).is_file()
-    resumed = open_loop(out)  # no settings given: the saved ones
+    resumed = open_loop_(out)  # no settings given: the saved ones
     assert resumed.resumed and resumed.settings.generate["num-instructions"] == 5 and resumed.pending == []
     with pytest.raises(UserError, match=r"other settings \(generate.num-instructions: 5 there, 6 now\)"):
-        open_loop(out, None, None, {"generate": {"num-instructions": 6}})
+        open_loop_(out, None, None, {"generate": {"num-instructions": 6}})
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.txt").write_text("mine")
     with pytest.raises(UserError, match="not a reproduce folder"):
-        open_loop(other)
+        open_loop_(other)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
@@ -278,7 +287,7 @@ def test_update_reruns_what_the_new_settings_change_and_keeps_the_old_results(tm
     from selfinstruct.reproduce.loop import HISTORY, archive_previous
 
     out = tmp_path / "loop"
-    loop = open_loop(out, "cpu", None, {"generate": {"num-instructions": 5}})
+    loop = open_loop_(out, "cpu", None, {"generate": {"num-instructions": 5}})
     save_settings(loop)
     run_steps(out, loop.steps, child=FakeSteps(out, loop.steps))
     (out / "results.md").write_text("results of the 5-instruction loop")
@@ -294,7 +303,7 @@ def test_update_reruns_what_the_new_settings_change_and_keeps_the_old_results(tm
     assert "generate.num-instructions: 5 there, 8 now" in result.output
     assert (out / SETTINGS_FILE).read_text() == saved and not (out / HISTORY).exists()
 
-    updated = open_loop(out, "cpu", None, wanted, update=True)
+    updated = open_loop_(out, "cpu", None, wanted, update=True)
     assert updated.changes == (
         "finetune.max-steps: 30 there, 3 now",
         "generate.num-instructions: 5 there, 8 now",
@@ -312,17 +321,17 @@ def test_update_reruns_what_the_new_settings_change_and_keeps_the_old_results(tm
     run_steps(out, updated.steps, child=ran)
     assert ran.ran == updated.pending and ran.flags["finetune"] == ("--restart",)
     # The folder now holds the new settings: a plain rerun resumes them with nothing left to do.
-    again = open_loop(out)
+    again = open_loop_(out)
     assert again.settings.generate["num-instructions"] == 8 and again.pending == [] and not again.changes
 
 
 def test_update_cannot_change_the_seeds_of_the_generated_data(tmp_path: Path) -> None:
     out = tmp_path / "loop"
-    save_settings(open_loop(out, "cpu", None, {}))
+    save_settings(open_loop_(out, "cpu", None, {}))
     with pytest.raises(UserError, match=r"^--update: generate.seeds: .*choose a new --out"):
-        open_loop(out, "cpu", None, {"generate": {"seeds": "medical"}}, update=True)
+        open_loop_(out, "cpu", None, {"generate": {"seeds": "medical"}}, update=True)
     with pytest.raises(UserError, match=r"add --update to rerun what they change"):
-        open_loop(out, "cpu", None, {"generate": {"seeds": "medical"}})
+        open_loop_(out, "cpu", None, {"generate": {"seeds": "medical"}})
 
 
 def _yaml(tmp_path: Path, sections: dict[str, dict[str, object]]) -> Path:
@@ -345,7 +354,7 @@ def test_a_second_loop_in_the_same_folder_is_refused_while_one_runs(tmp_path: Pa
 
     out = tmp_path / "loop"
     out.mkdir()
-    loop = open_loop(out, "cpu", None, {})
+    loop = open_loop_(out, "cpu", None, {})
     held = lock_folder(out, "loop")
     try:
         ran = FakeSteps(out, loop.steps)
@@ -354,4 +363,80 @@ def test_a_second_loop_in_the_same_folder_is_refused_while_one_runs(tmp_path: Pa
         assert ran.ran == [] and not (out / SETTINGS_FILE).exists()
     finally:
         held.release()
-    assert open_loop(out).pending == [s.name for s in loop.steps]  # the lock file alone is no foreign folder
+    assert open_loop_(out).pending == [s.name for s in loop.steps]  # the lock file alone is no foreign folder
+
+
+def test_sections_take_settings_keys_or_flag_names_and_keep_the_flag_names(tmp_path: Path) -> None:
+    config = tmp_path / "loop.yaml"
+    config.write_text(
+        "generate:\n  num_instructions: 7\n  generation: {temperature: 0.5}\n  lm: {threads: 1}\n"
+        "  copy-filter: false\nprepare:\n  min_quality: output\nfinetune: {lora_r: 16}\n"
+        "superni: {tasks: /data/superni, limit: 3}\n"
+    )
+    settings = resolve_settings(None, config, None, TABLES)
+    assert settings.generate == {
+        "num-instructions": 7,
+        "gen-temperature": 0.5,
+        "threads": 1,
+        "copy-filter": False,
+    }
+    assert settings.prepare == {"min-quality": "output"} and settings.finetune["lora-r"] == 16
+    steps = {s.name: s for s in build_plan(settings, tmp_path, TABLES)}
+    generate = steps["generate"].argv
+    assert generate[generate.index("--gen-temperature") + 1] == "0.5" and "--no-copy-filter" in generate
+    prepare = steps["prepare"].argv
+    # The loop decontaminates against the sets it evaluates on.
+    assert [prepare[i + 1] for i, a in enumerate(prepare) if a == "--decontaminate"] == [
+        "user-oriented",
+        "/data/superni",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "fragment"),
+    [
+        ("generate: {temprature: 0.5, num-instructions: 10}\n", "loop.yaml:1: generate.temprature"),
+        (
+            "generate:\n  num-instructions: 10\n  generation: {temprature: 0.5}\n",
+            "loop.yaml:3: generate.generation.temprature",
+        ),
+        ("prepare:\n  templates: fancy\n", "loop.yaml:2: step prepare"),
+        ("generate:\n  threads: 0\n", "loop.yaml:2: step generate"),
+        ("finetune:\n  max-steps: lots\n", "loop.yaml:2: step finetune"),
+        ("superni: {tasks: /d, limit: -1}\n", "loop.yaml:1: step eval-base-superni"),
+        ("user_oriented:\n  max-new-tokens: 0\n", "loop.yaml:2: step eval-base-user"),
+        ("superni: {tasks: /d}\neval:\n  max-new-tokens: 0\n", "loop.yaml:3: step eval-base-superni"),
+    ],
+)
+def test_a_bad_key_or_value_is_refused_at_plan_time_naming_file_line_and_step(
+    tmp_path: Path, yaml_text: str, fragment: str
+) -> None:
+    config = tmp_path / "loop.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(UserError) as err:
+        open_loop_(tmp_path / "loop", None, config)
+    assert fragment in str(err.value), str(err.value)
+    assert "\n" not in str(err.value) and not (tmp_path / "loop").exists()
+
+
+def test_the_dry_run_refuses_a_misspelt_key_with_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "loop.yaml"
+    config.write_text("generate: {temprature: 0.5, num-instructions: 10}\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfinstruct",
+            "reproduce",
+            "--out",
+            str(tmp_path / "loop"),
+            "--config",
+            str(config),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "loop.yaml:1: generate.temprature" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "Plan" not in done.stderr

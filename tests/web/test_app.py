@@ -102,6 +102,19 @@ def test_item_page_and_missing_item(run_dir: Path) -> None:
     c = client(run_dir)
     html = c.get("/item/2").text  # "Sort the numbers" with a kept and a dropped instance
     assert "1 2 3" in html and "empty_output" in html and "Write a haiku about autumn leaves." in html
+    # Every field the pages read by name off the store's records (jinja2 would show a misspelt one as empty).
+    for shown in (
+        "<h1>Candidate 2</h1>",
+        "<th>request / position</th><td>0 / 1</td>",
+        "<th>classification</th><td>no</td>",
+        "<th>mean ROUGE-L to pool</th><td>0.100</td>",
+        '<td>0.200</td><td class="text">Write a haiku about autumn leaves.</td>',
+        '<tr class="dropped"><td>1</td><td class="text">5 4</td><td class="text"></td><td>empty_output</td>',
+    ):
+        assert shown in html, shown
+    listed = c.get("/browse?q=Sort+the").text
+    assert '<a href="/item/2">2</a>' in listed and "<td>no</td>" in listed
+    assert "<td>1 / 2</td>" in listed and "<td>0.20</td>" in listed
     assert c.get("/item/999").status_code == 404
     # Past SQLite's INTEGER range (a 20-digit id): still "not found", not a server error.
     for cid in (2**63 - 1, 2**63, 10**19 + 7, 10**40):

@@ -18,6 +18,7 @@ import jinja2
 from selfinstruct.analysis import plots, stats, verbs
 from selfinstruct.analysis.sources import AnalysisInput
 from selfinstruct.errors import UserError
+from selfinstruct.novelty import NOVELTY_THRESHOLD
 from selfinstruct.paths import atomic_write
 from selfinstruct.quality.questions import PAPER_TABLE2
 from selfinstruct.quality.report import COLUMNS, HEADERS, agreement_cell, cell
@@ -115,7 +116,8 @@ def build_report(data: AnalysisInput, options: ReportOptions, figure_formats: Se
         rouge = {
             "n": len(scores),
             "mean": sum(scores) / len(scores) if scores else 0.0,
-            "above_07": sum(1 for s in scores if s > 0.7),
+            "threshold": NOVELTY_THRESHOLD,
+            "above_threshold": sum(1 for s in scores if s > NOVELTY_THRESHOLD),
         }
         add("rouge_seed", "ROUGE-L with the most similar seed instruction", plots.rouge_histogram(scores))
     else:

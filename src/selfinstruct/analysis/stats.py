@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from selfinstruct.analysis.sources import GeneratedTask
 from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS
-from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.novelty import NOVELTY_THRESHOLD
+from selfinstruct.novelty.index import NoveltyIndex
 from selfinstruct.records import Task
 
 # The order the pipeline applies its filters in, so the funnel reads top to bottom; unknown verdicts follow.
@@ -111,7 +112,7 @@ def funnel(verdicts: dict[str, int], order: Sequence[str]) -> list[FunnelStep]:
 def nearest_seed_scores(instructions: Sequence[str], seeds: Sequence[str]) -> list[float]:
     """Each instruction's highest ROUGE-L F with any seed instruction (the paper's Figure 3 data).
     top_k=1 makes the index report the true maximum, not just the first score above the threshold."""
-    index = NoveltyIndex(threshold=0.7, top_k=1)
+    index = NoveltyIndex(threshold=NOVELTY_THRESHOLD, top_k=1)
     for seed in seeds:
         index.add(seed)
     return [index.check(text).max_score for text in instructions]

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from selfinstruct.errors import CommandError, UserError
+from selfinstruct.novelty import NOVELTY_THRESHOLD
 
 if TYPE_CHECKING:
     from selfinstruct.quality.contamination import ContaminationReport, GeneratedData
@@ -49,7 +50,7 @@ def contamination(
             help="Flag a generated instruction whose ROUGE-L F with an evaluation instruction (SuperNI: "
             "definition) is [bold]above[/] this (the paper's novelty threshold; exactly 0.7 is not flagged).",
         ),
-    ] = 0.7,
+    ] = NOVELTY_THRESHOLD,
     ngram: Annotated[
         int,
         typer.Option(

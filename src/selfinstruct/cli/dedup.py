@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from selfinstruct.novelty import NOVELTY_THRESHOLD
+
 
 def dedup(
     input_file: Annotated[
@@ -28,11 +30,13 @@ def dedup(
     threshold: Annotated[
         float,
         typer.Option(
+            "--novelty-threshold",
             "--threshold",
             help="Drop a row when its ROUGE-L F-measure with any pool instruction is [bold]above[/bold] this "
-            "(the paper: 0.7). Scores are rouge_score's, bit for bit (no stemming).",
+            "(the paper: 0.7). Scores are rouge_score's, bit for bit (no stemming). The same knob as "
+            "generate's --novelty-threshold; --threshold, its earlier name here, still works.",
         ),
-    ] = 0.7,
+    ] = NOVELTY_THRESHOLD,
     against: Annotated[
         list[Path] | None,
         typer.Option(

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.markup import escape
 
+from selfinstruct.cli.failure import report_failure
 from selfinstruct.cli.options import FlagTable, flag_names, with_flags
-from selfinstruct.errors import CommandError, UserError
+from selfinstruct.errors import UserError
 from selfinstruct.evaluate.report import check_report_paths, load_report
 from selfinstruct.evaluate.run import POSTPROCESS_CHOICES, GenerationOptions
 from selfinstruct.evaluate.session import CACHE_NAME, EvalConfig, run_evaluation
@@ -147,14 +147,15 @@ def _evaluate(config: EvalConfig) -> None:
 
 
 def _user_errors(func: Callable[[], None]) -> None:
-    """Print a failure the user can act on as one line and exit with its code (2 for a mistake in the input,
-    1 for a runtime failure), also when this sub-app runs on its own."""
+    """Run a command's body; a failure the user can act on goes through the CLI's one printer and exits with
+    its code, also when this sub-app runs on its own (tests invoke it without `cli.main`)."""
     try:
         func()
-    except CommandError as exc:
-        # soft_wrap: the message stays one line whatever the terminal width.
-        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from exc
+    except Exception as exc:
+        code = report_failure(exc)
+        if code is None:
+            raise
+        raise typer.Exit(code) from exc
 
 
 @eval_app.command("superni")

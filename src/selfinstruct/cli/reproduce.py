@@ -89,7 +89,9 @@ def reproduce(
         "generate": {k: v for k, v in (("backend", backend), ("model", model), ("base-url", base_url)) if v},
         "superni": {"tasks": str(superni.expanduser().absolute())} if superni else {},
     }
-    loop = open_loop(out, preset, config, overrides, update=update)
+    from selfinstruct.cli.steps import StepCommands
+
+    loop = open_loop(out, StepCommands(), preset, config, overrides, update=update)
     if "finetune" in loop.pending and (absent := missing("hf")):
         line = f"the fine-tuning step needs {', '.join(absent)}: pip install 'selfinstruct[hf]'"
         if not dry_run:

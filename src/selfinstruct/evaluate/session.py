@@ -13,13 +13,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from selfinstruct.errors import CommandError
+from selfinstruct.errors import CommandError, LMError
 from selfinstruct.evaluate.items import EvalItem, ItemSpec
 from selfinstruct.evaluate.predictions import PredictionSet, load_predictions
 from selfinstruct.evaluate.registry import get_evaluation
@@ -40,7 +39,7 @@ from selfinstruct.evaluate.run import (
 )
 from selfinstruct.evaluate.template import parse_template
 from selfinstruct.lm import eventloop
-from selfinstruct.lm.base import LMError
+from selfinstruct.lm.factory import build_client, public_endpoints
 from selfinstruct.lm.settings import LMSettings
 
 CACHE_NAME = "eval_cache.sqlite"
@@ -72,18 +71,9 @@ class EvalConfig:
         return self.cache or self.out.parent / CACHE_NAME
 
 
-def public_url(url: str) -> str:
-    """An endpoint URL without any user:password part, for reports."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
-
-
 def model_info(settings: LMSettings) -> ModelInfo:
-    urls = [public_url(u) for u in settings.base_url] if settings.backend == "openai" else []
+    """What a report says of a model: the backend names the endpoints it used, without credentials."""
+    urls = public_endpoints(settings)
     return ModelInfo(backend=settings.backend, model=settings.model, api=settings.api, base_url=urls)
 
 
@@ -135,8 +125,6 @@ async def evaluate_records(
 ) -> tuple[list[ItemRecord], dict[str, dict[str, int]]]:
     """Predictions (generated, or `given` ones scored as they are), then judgements, through LM clients
     sharing one response cache; also returns the requests made per stage, sent and from the cache."""
-    from selfinstruct.lm.factory import build_client
-
     usage: dict[str, dict[str, int]] = {}
     if given is not None:
         records = given_records(items, given, options.postprocess)

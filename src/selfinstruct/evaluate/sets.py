@@ -14,8 +14,8 @@ from pathlib import Path
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.superni import load_superni_tasks
 from selfinstruct.evaluate.tasks import load_task_file, resolve_task_source, task_items
-from selfinstruct.evaluate.user_oriented import USER_ORIENTED, builtin_eval_sets
 from selfinstruct.records import EvalText
+from selfinstruct.seeds.user_oriented import USER_ORIENTED, builtin_eval_sets
 
 SPEC_HELP = "user-oriented, a SuperNI folder or a seed-format JSONL file"
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_serializer
 
 from selfinstruct.evaluate.run import DEFAULT_MAX_NEW_TOKENS
-from selfinstruct.lm.credentials import public_url
+from selfinstruct.lm.credentials import public_urls
 from selfinstruct.lm.settings import LMSettings
 
 
@@ -40,7 +40,4 @@ class EvalSettings(BaseModel):
     @field_serializer("lm", "judge", mode="wrap")
     def _lm_without_credentials(self, lm: LMSettings | None, handler: SerializerFunctionWrapHandler) -> Any:
         """A password written into a --base-url never reaches `config --show`."""
-        data = handler(lm)
-        if isinstance(data, dict) and isinstance(data.get("base_url"), list):
-            data["base_url"] = [public_url(url) for url in data["base_url"]]
-        return data
+        return public_urls(handler(lm), "base_url")

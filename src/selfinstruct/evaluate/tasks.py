@@ -13,10 +13,10 @@ from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.evaluate.items import EvalItem, ItemSet, ItemSpec
 from selfinstruct.evaluate.superni import matches_filter
 from selfinstruct.evaluate.template import PromptTemplate
-from selfinstruct.evaluate.user_oriented import builtin_eval_sets
 from selfinstruct.jsonl import read_jsonl
 from selfinstruct.records import Task
 from selfinstruct.seeds import resolve_seed_source, task_from_record
+from selfinstruct.seeds.user_oriented import builtin_eval_sets
 
 # The fields a user's --template may use.
 TEMPLATE_FIELDS = frozenset({"instruction", "definition", "input", "task", "category"})

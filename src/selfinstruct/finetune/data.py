@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selfinstruct.errors import UserError
-from selfinstruct.evaluate import user_oriented
-from selfinstruct.pipeline.prepare import DEFAULT_EOS, EMBEDDED_EOS, read_finetune_data
+from selfinstruct.lm.embedded import EMBEDDED_EOS
+from selfinstruct.pipeline.prepare import DEFAULT_EOS, read_finetune_data
 from selfinstruct.records import FinetuneExample, Task
+from selfinstruct.seeds import user_oriented
 
 if TYPE_CHECKING:
     from datasets import Dataset

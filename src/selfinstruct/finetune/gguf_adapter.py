@@ -24,16 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from selfinstruct.errors import AdapterConversionError
+
 ADAPTER_FILE = "adapter.gguf"
 # Architectures whose linear weights transformers loads from GGUF unchanged (plus llama's q/k permutation).
 SUPPORTED_ARCHITECTURES = frozenset(
     {"llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "starcoder2", "stablelm", "nemotron"}
 )
 _PEFT_PREFIX = "base_model.model."
-
-
-class AdapterConversionError(ValueError):
-    """The adapter or base cannot be written as a llama.cpp adapter (unsupported layout or mismatch)."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from selfinstruct.errors import UserError
+from selfinstruct.errors import AdapterConversionError, UserError
 from selfinstruct.finetune.config import FinetuneConfig
 from selfinstruct.finetune.data import gated_data_file, load_examples, to_dataset
 from selfinstruct.finetune.model import (
@@ -307,7 +307,7 @@ def write_llama_cpp_adapter(cfg: FinetuneConfig, out: Path, adapter: str | None)
     if adapter is None:
         note = "full fine-tuning has no adapter: run the tuned model with --backend transformers --model OUT"
         return {"gguf_base": str(base), "gguf_note": note}
-    from selfinstruct.finetune.gguf_adapter import ADAPTER_FILE, AdapterConversionError, write_gguf_adapter
+    from selfinstruct.finetune.gguf_adapter import ADAPTER_FILE, write_gguf_adapter
 
     try:
         info = write_gguf_adapter(Path(adapter), base, out / ADAPTER_FILE)

@@ -74,30 +74,13 @@ def apply_stops(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, boo
     return text[: min(positions)], True
 
 
-class LMError(RuntimeError):
-    """A request failed for good (after retries), or the backend cannot be used."""
-
-
-class RetryableLMError(LMError):
-    """A transient failure (429, 5xx, timeout, connection reset). `retry_after` is in seconds if known."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class BadReplyError(RetryableLMError):
-    """The server answered, but with a body that cannot be used (not JSON, no choices) or empty text.
-    Retried on a budget of its own (`LMSettings.reply_retries`), apart from 429/5xx/timeouts: a server
-    that keeps failing must not use up the retries of a reply that is merely bad, nor the reverse."""
-
-
 @runtime_checkable
 class LM(Protocol):
     """A backend. `identity` names backend+model+mode for the response cache key. `local` is True for a
     model running in this process: its worker thread cannot be cancelled, so the client applies no
     network timeout to it (a timeout would only pile work up) and accepts an empty reply at once.
-    Errors: `LMError` for good, `RetryableLMError` (with its `retry_after`) for a transient failure."""
+    Errors (`selfinstruct.errors`): `LMError` for good, `RetryableLMError` (with its `retry_after`) for a
+    transient failure."""
 
     local: bool
 

@@ -14,18 +14,15 @@ from typing import Literal
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from selfinstruct.errors import BudgetExceeded, UserError
-from selfinstruct.lm.base import (
-    LM,
+from selfinstruct.errors import (
     BadReplyError,
-    Completion,
-    EndpointStats,
+    BudgetExceeded,
+    EmptyReplyError,
     LMError,
-    ReportsEndpoints,
-    Request,
     RetryableLMError,
-    cache_key,
+    UserError,
 )
+from selfinstruct.lm.base import LM, Completion, EndpointStats, ReportsEndpoints, Request, cache_key
 from selfinstruct.lm.cache import ResponseCache
 from selfinstruct.lm.limits import AsyncTokenBucket
 from selfinstruct.lm.settings import LMSettings
@@ -318,10 +315,6 @@ class ClientEvent:
     endpoint: str = ""
     latency: float = 0.0
     error: str = ""
-
-
-class EmptyReplyError(BadReplyError):
-    """A remote endpoint answered with empty text; retried a few times before it is accepted as is."""
 
 
 @dataclass

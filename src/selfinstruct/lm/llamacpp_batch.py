@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from selfinstruct.errors import UserError
-from selfinstruct.lm.base import Decoding, LMError
+from selfinstruct.errors import LMError, UserError
+from selfinstruct.lm.base import Decoding
 from selfinstruct.lm.llamacpp_load import load_model
 
 PROMPT_CHUNK = 512  # tokens per decode call: llama-cpp-python's n_batch, so one slot batches as it did

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from selfinstruct.lm.base import LMError
+from selfinstruct.errors import LMError
 
 AMX_FLAGS = frozenset({"amx_tile", "amx_int8", "amx_bf16"})
 CPUINFO = "/proc/cpuinfo"
@@ -84,6 +84,18 @@ def load_model(llama_cpp: Any, path: Path, *, extra_buffer_types: bool | None = 
     model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
     if not model:
         raise LMError(f"llama.cpp could not load {path} (see the debug log for its reason)")
+    return model
+
+
+def load_vocab(llama_cpp: Any, path: Path) -> Any:
+    """A GGUF file's vocabulary alone (a `llama_model` pointer without weights, freed with
+    `llama_model_free`): no weights to repack, so the extra buffer types are off, the AMX-safe path."""
+    refuse_amx_path(False)
+    params = model_params(llama_cpp, extra_buffer_types=False)
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
+    if not model:
+        raise LMError(f"llama.cpp could not read the vocabulary of {path}")
     return model
 
 

@@ -28,17 +28,9 @@ from typing import Any
 import aiohttp
 import certifi
 
-from selfinstruct.lm.base import (
-    BadReplyError,
-    Completion,
-    Decoding,
-    EndpointStats,
-    FinishReason,
-    LMError,
-    RetryableLMError,
-    apply_stops,
-)
-from selfinstruct.lm.credentials import split_credentials
+from selfinstruct.errors import BadReplyError, LMError, RetryableLMError
+from selfinstruct.lm.base import Completion, Decoding, EndpointStats, FinishReason, apply_stops
+from selfinstruct.lm.credentials import public_url, split_credentials
 from selfinstruct.lm.settings import LMSettings
 
 MAX_API_STOPS = 4  # the OpenAI API rejects more; the rest are applied here by truncation
@@ -297,3 +289,18 @@ class OpenAICompatLM:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# What the backend registry (`lm/factory.py`) asks of every backend module.
+def build(settings: LMSettings) -> OpenAICompatLM:
+    return OpenAICompatLM(settings)
+
+
+def eos_text(settings: LMSettings) -> str | None:
+    """A server does not say which end-of-sequence text its model was trained with."""
+    return None
+
+
+def public_endpoints(settings: LMSettings) -> list[str]:
+    """The endpoints as reports may show them: without a password written into the URL."""
+    return [public_url(url) for url in settings.base_url]

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from selfinstruct.lm.base import LMError
 from selfinstruct.lm.settings import LMSettings
 
 APPROX_CHARS_PER_TOKEN = 4
@@ -73,18 +72,11 @@ class GGUFVocabCounter:
 
     def __init__(self, path: Path, label: str | None = None) -> None:
         from selfinstruct.lm.llamacpp import _import_llama
-        from selfinstruct.lm.llamacpp_load import model_params, refuse_amx_path
+        from selfinstruct.lm.llamacpp_load import load_vocab
 
         self.name = f"{label or path.name} tokenizer (llama.cpp)"
         self._lc = lc = _import_llama()
-        # No weights are loaded, so there is nothing to repack: extra buffer types off (the AMX-safe path).
-        refuse_amx_path(False)
-        params = model_params(lc, extra_buffer_types=False)
-        params.vocab_only = True
-        model = lc.llama_model_load_from_file(str(path).encode("utf-8"), params)
-        if not model:
-            raise LMError(f"llama.cpp could not read the vocabulary of {path}")
-        self._model = model
+        self._model = model = load_vocab(lc, path)
         self._vocab = lc.llama_model_get_vocab(model)
         self._lock = threading.Lock()
         self._free = weakref.finalize(self, lc.llama_model_free, model)

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from selfinstruct.errors import UserError
-from selfinstruct.lm.base import Completion, Decoding, FinishReason, LMError, apply_stops
+from selfinstruct.errors import LMError, UserError
+from selfinstruct.lm.base import Completion, Decoding, FinishReason, apply_stops
 from selfinstruct.lm.settings import LMSettings
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -503,3 +503,28 @@ class TransformersLM:
         for manager, _ in self._managers.values():
             manager.stop(block=True, timeout=5)
         self._managers.clear()
+
+
+# What the backend registry (`lm/factory.py`) asks of every backend module.
+def build(settings: LMSettings) -> TransformersLM:
+    return TransformersLM(settings)
+
+
+def eos_text(settings: LMSettings) -> str | None:
+    """The tokenizer's end-of-sequence token where the model is on disk (a folder or Hugging Face's cache:
+    never the network, no weights loaded); None otherwise."""
+    if not settings.model:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(settings.model, local_files_only=True)
+    except Exception:  # not installed, not on disk, or no tokenizer there: the caller falls back
+        return None
+    eos = tokenizer.eos_token
+    return eos if isinstance(eos, str) and eos else None
+
+
+def public_endpoints(settings: LMSettings) -> list[str]:
+    """In-process: no endpoint to show."""
+    return []

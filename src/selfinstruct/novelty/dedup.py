@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import read_jsonl
+from selfinstruct.novelty import NOVELTY_THRESHOLD
 from selfinstruct.novelty.index import NoveltyIndex
 from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
 
@@ -43,7 +44,7 @@ def dedup_file(
     out: Path,
     *,
     field: str = "instruction",
-    threshold: float = 0.7,
+    threshold: float = NOVELTY_THRESHOLD,
     against: list[Path] | None = None,
     with_mean: bool = False,
     annotate: bool = False,
@@ -52,7 +53,7 @@ def dedup_file(
     """Keep the rows of `input_path` whose `field` is novel (ROUGE-L F <= threshold against the pool of
     `against` instructions and the rows kept so far), in input order, written whole to `out`."""
     if not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold must be between 0 and 1, got {threshold}")
+        raise UserError(f"--novelty-threshold must be between 0 and 1, got {threshold}")
     # Checked before any work: the output replaces `out` at the end, which must not be one of the inputs
     # (also not through a symlink or a hard link) nor a directory.
     check_output_file(out)

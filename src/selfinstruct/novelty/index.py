@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from selfinstruct.novelty import _kernels
+from selfinstruct.novelty import NOVELTY_THRESHOLD, _kernels
 from selfinstruct.novelty.rouge import tokenize
 from selfinstruct.records import NoveltyVerdict, SimilarInstruction
 
@@ -51,7 +51,9 @@ class NoveltyIndex:
     _dense_min_df = 64
     _dense_share = 512
 
-    def __init__(self, threshold: float = 0.7, top_k: int = 10, with_mean: bool = False) -> None:
+    def __init__(
+        self, threshold: float = NOVELTY_THRESHOLD, top_k: int = 10, with_mean: bool = False
+    ) -> None:
         if top_k < 0:
             raise ValueError("top_k must be >= 0")
         self.threshold = float(threshold)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from selfinstruct.config import RunSettings
 from selfinstruct.filters import KEPT, InstructionFilter, normalize_instruction
-from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.novelty.index import NoveltyIndex
 from selfinstruct.parse import split_instructions
 from selfinstruct.prompts import generation_prompt, sample_prompt_instructions
 from selfinstruct.records import CandidateRecord, KeptInfo

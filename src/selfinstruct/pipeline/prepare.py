@@ -18,12 +18,16 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from selfinstruct.errors import InputFileError, UserError
 from selfinstruct.jsonl import read_jsonl
+from selfinstruct.lm.factory import BACKENDS, eos_text
+from selfinstruct.lm.settings import LMSettings
 from selfinstruct.paths import atomic_write, check_output_file, refuse_inputs
-from selfinstruct.quality.gate import GateResult, apply_gate
+from selfinstruct.quality.gate import GateResult, MinQuality, apply_gate
 from selfinstruct.records import EvalText, FinetuneExample, Instance, Task
 
 if TYPE_CHECKING:
@@ -32,8 +36,6 @@ if TYPE_CHECKING:
 # GPT-3's end-of-text, which the paper's script writes; the default when no tokenizer is known.
 PAPER_EOS = "<|endoftext|>"
 DEFAULT_EOS = PAPER_EOS
-# The embedded Gemma 3's end-of-sequence text (its tokenizer's token 1; a test reads it from the GGUF).
-EMBEDDED_EOS = "<eos>"
 # The paper's script calls random.seed(123).
 PAPER_SEED = 123
 MAX_INSTANCES_PER_TASK = 5
@@ -258,39 +260,12 @@ def write_finetune_jsonl(examples: Iterable[FinetuneExample], path: Path | str) 
 
 
 def eos_for_model(backend: str | None, model: str | None) -> str | None:
-    """The end-of-sequence text of a model's tokenizer when it can be known offline, else None.
-
-    The embedded default is Gemma 3 (`<eos>`); another GGUF file and a local transformers model are asked
-    for theirs (files only, never the network); an OpenAI-compatible server does not say."""
-    if backend == "embedded":
-        if not model:
-            return EMBEDDED_EOS
-        return _gguf_eos(Path(model))
-    if backend == "transformers" and model:
-        return _hf_eos(model)
-    return None
-
-
-def _gguf_eos(path: Path) -> str | None:
-    try:
-        from llama_cpp import Llama
-
-        llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        text = llm.detokenize([llm.token_eos()], special=True).decode("utf-8")
-    except Exception:  # no llama.cpp, no file, or not a GGUF: the caller falls back
+    """The end-of-sequence text of a run's model (its stored backend and model) where its backend knows it
+    offline, else None: the embedded Gemma's `<eos>`, a GGUF's or a local transformers model's own; an
+    OpenAI-compatible server does not say."""
+    if backend not in BACKENDS:
         return None
-    return text or None
-
-
-def _hf_eos(model: str) -> str | None:
-    try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    except Exception:  # not installed or not available offline
-        return None
-    eos = tokenizer.eos_token
-    return eos if isinstance(eos, str) and eos else None
+    return eos_text(LMSettings.model_validate({"backend": backend, "model": model}))
 
 
 def read_finetune_data(
@@ -392,6 +367,48 @@ def missing_seed_tasks(examples: Iterable[FinetuneExample], seed_tasks: Iterable
     return [t for t in seed_list if t.instruction.strip() not in haystack]
 
 
+PREPARE_SECTION = "prepare"  # a project-wide YAML file nests these settings under this key
+
+
+class PrepareSettings(BaseModel):
+    """The settings of stage 4 for a run (`selfinstruct prepare`): the encoding, the quality gate and the
+    decontamination. Every default is the paper's except where the run knows better (its seed, its EOS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path | None = Field(None, description="Output JSONL. Default: RUN_DIR/export/finetune.jsonl.")
+    include_seeds: bool = Field(True, description="Include the seed tasks' instances (the paper did).")
+    templates: Literal["paper", "project"] = Field(
+        "paper",
+        description="paper (the paper's 13 templates and input cleaning) or project (this project's earlier "
+        "wording; see docs/pipeline.md).",
+    )
+    eos: str | None = Field(
+        None,
+        description="End-of-sequence text ending each completion. Default: the run's model's, where its "
+        "tokenizer is known offline (embedded Gemma: <eos>), else the paper's <|endoftext|>.",
+    )
+    seed: int | None = Field(
+        None, description="Seed of the sampling, templates and shuffle. Default: the run's (the paper: 123)."
+    )
+    min_quality: MinQuality = Field(
+        "auto",
+        description="The quality gate on a judge's Table 2 answers (selfinstruct rate): all keeps instances "
+        "with three yes, output those with a valid task and a correct output, none every kept instance (the "
+        "paper); auto: all when a judge rated every kept instance, else none.",
+    )
+    gate_judge: str | None = Field(
+        None, description="Whose answers the gate reads. Default: the judge that rated most."
+    )
+    decontaminate: list[str] = Field(
+        default_factory=list,
+        description="Leave out what overlaps this evaluation set (repeatable; user-oriented, a SuperNI "
+        "folder or a seed-format file): every instance sharing a 13-gram with it and every instance of an "
+        "instruction with ROUGE-L F > 0.7 to one of its instructions (selfinstruct contamination shows "
+        "them). The seed tasks, your own, are not checked.",
+    )
+
+
 @dataclass(frozen=True)
 class PrepareResult:
     path: Path
@@ -406,6 +423,22 @@ class PrepareResult:
     decontaminated_sets: tuple[str, ...] = ()
     decontaminated: int = 0
     decontaminated_instructions: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "rows": self.rows,
+            "eos": self.eos,
+            "eos_source": self.eos_source,
+            "seed": self.seed,
+            "templates": self.templates,
+            "gate": self.gate.as_dict(),
+            "decontamination": {
+                "sets": list(self.decontaminated_sets),
+                "instances": self.decontaminated,
+                "instructions": self.decontaminated_instructions,
+            },
+        }
 
     def describe_decontamination(self) -> str:
         """One line for the command's output."""
@@ -429,6 +462,7 @@ def prepare_run(
     min_quality: str = "auto",
     gate_judge: str | None = None,
     decontaminate: Sequence[EvalText] = (),
+    record: bool = True,
 ) -> PrepareResult:
     """Stage 4 for a run directory: encode its kept tasks (and seeds) and write them atomically.
 
@@ -438,7 +472,7 @@ def prepare_run(
     instances) also leaves out every generated instance `quality.contamination` flags against them, and
     every instance of a flagged instruction; the seed tasks are the user's own and are not checked. An
     output path that is the run's database (or its WAL files) or a directory is refused before anything is
-    written."""
+    written. `record` writes what was done beside the data (`record_path`)."""
     from selfinstruct.store import DB_NAME, RunStore
 
     tset = get_template_set(templates)
@@ -472,7 +506,17 @@ def prepare_run(
         store.close()
     rows = write_finetune_jsonl(examples, target)
     sets = tuple(dict.fromkeys(t.set_name for t in decontaminate))
-    return PrepareResult(target, rows, eos_text, source, seed, tset.name, gate, sets, dropped, emptied)
+    result = PrepareResult(target, rows, eos_text, source, seed, tset.name, gate, sets, dropped, emptied)
+    if record:  # not in an export folder: a dataset holds its data and its card
+        with atomic_write(record_path(target)) as handle:
+            json.dump(result.as_dict(), handle, indent=1)
+    return result
+
+
+def record_path(data: Path) -> Path:
+    """Where stage 4 records what it did beside the data it wrote (finetune.jsonl -> finetune.prepare.json):
+    what the gate and the decontamination left out, for the reports that show the data's making."""
+    return data.with_name(data.name.split(".", 1)[0] + ".prepare.json")
 
 
 def _decontaminate(

@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from selfinstruct.config import RunSettings
-from selfinstruct.errors import BudgetExceeded
-from selfinstruct.lm.base import Completion, LMError, Request
+from selfinstruct.errors import BudgetExceeded, LMError
+from selfinstruct.lm.base import Completion, Request
 from selfinstruct.lm.client import LMClient, one_error
-from selfinstruct.novelty import NoveltyIndex
+from selfinstruct.novelty.index import NoveltyIndex
 from selfinstruct.pipeline.classify import Classifier
 from selfinstruct.pipeline.instances import InstanceGenerator
 from selfinstruct.pipeline.instructions import InstructionProcessor, build_generation_prompt

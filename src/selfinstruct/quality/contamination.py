@@ -30,12 +30,13 @@ import numpy as np
 
 from selfinstruct.errors import InputFileError
 from selfinstruct.jsonl import json_type_name, read_jsonl
+from selfinstruct.novelty import NOVELTY_THRESHOLD
 from selfinstruct.novelty.index import NoveltyIndex
 from selfinstruct.novelty.rouge import tokenize
 from selfinstruct.records import EvalText
 from selfinstruct.store import RunReader
 
-DEFAULT_THRESHOLD = 0.7  # the paper's novelty threshold
+DEFAULT_THRESHOLD = NOVELTY_THRESHOLD  # a knob of its own, starting at the paper's novelty threshold
 DEFAULT_NGRAM = 13  # GPT-3's contamination n-gram
 MIN_SHORT_FIELD = 8  # GPT-3's smallest n: shorter evaluation fields are not compared
 GENERATED_FIELDS = ("instruction", "input", "output")

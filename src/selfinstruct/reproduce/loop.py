@@ -13,7 +13,14 @@ import yaml
 
 from selfinstruct.errors import UserError
 from selfinstruct.paths import LOCK_NAME, atomic_write, created_dirs, lock_folder
-from selfinstruct.reproduce.plan import ReproduceSettings, Step, build_plan, resolve_settings
+from selfinstruct.reproduce.plan import (
+    ReproduceSettings,
+    Step,
+    StepTables,
+    build_plan,
+    check_plan,
+    resolve_settings,
+)
 from selfinstruct.reproduce.runner import MARKERS, StepRecord, pending_steps, run_child, run_steps
 
 SETTINGS_FILE = "reproduce.yaml"
@@ -53,6 +60,7 @@ FIXED_ON_UPDATE = ("generate.seeds",)
 
 def open_loop(
     out: Path,
+    tables: StepTables,
     preset: str | None = None,
     config: Path | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -62,7 +70,8 @@ def open_loop(
     """A new loop folder, or the one at `out` with the settings it was started with (like a pipeline run).
 
     Other settings for an existing folder are refused unless `update`: then they replace the saved ones and
-    the steps whose commands they change rerun (generate resumes its run, so the data made so far is kept)."""
+    the steps whose commands they change rerun (generate resumes its run, so the data made so far is kept).
+    Every step's command line is checked by its command (`tables`) before anything is written or run."""
     out = out.expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
@@ -71,9 +80,15 @@ def open_loop(
     changes: list[str] = []
     if saved_path.is_file():
         saved = ReproduceSettings(**(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}))
+        saved._where = {
+            (section, flag): f"{saved_path}: "
+            for section, values in saved.model_dump().items()
+            if isinstance(values, dict)
+            for flag in values
+        }
         settings = saved
         if given:
-            wanted = resolve_settings(preset, config, overrides)
+            wanted = resolve_settings(preset, config, overrides, tables)
             changes = differences(saved.model_dump(mode="json"), wanted.model_dump(mode="json"))
             if changes and not update:
                 more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
@@ -94,8 +109,9 @@ def open_loop(
             raise UserError(
                 f"--out {out}: a non-empty folder that is not a reproduce folder (no {SETTINGS_FILE})"
             )
-        settings, resumed = resolve_settings(preset, config, overrides), False
-    steps = build_plan(settings, out)
+        settings, resumed = resolve_settings(preset, config, overrides, tables), False
+    steps = build_plan(settings, out, tables)
+    check_plan(settings, steps, tables)
     return Loop(out, settings, steps, pending_steps(out, steps), resumed, tuple(changes))
 
 

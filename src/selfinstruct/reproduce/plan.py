@@ -1,33 +1,50 @@
 """What `selfinstruct reproduce` runs: settings (presets < YAML < flags), and the plan of steps they give.
 
 Each step is one ordinary `selfinstruct` command line, so a user can rerun any step by hand, and the
-results page lists exactly what ran. A step's section of the settings holds that command's own flags
-(keys are the flag names without the leading dashes), so every flag of every step stays reachable.
+results page lists exactly what ran. A step's section of the settings holds that command's own settings:
+its settings keys (`lm: {threads: 2}`) or its flag names (`threads`). The commands themselves read each
+section (`StepTables`, from the CLI's registry of commands): a key no command has, or a value it rejects,
+stops the plan with one line naming the file, the line and the step, before anything runs; the sections are
+kept as the flag names the child commands are given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from selfinstruct.errors import UserError
 from selfinstruct.lm.credentials import split_credentials
-from selfinstruct.settings_io import load_yaml
+from selfinstruct.settings_io import line_of_key, load_yaml
 
 Preset = Literal["cpu", "paper"]
 TunedRuntime = Literal["auto", "embedded", "transformers"]
 
-# Flags that pick the generating model. When it is also the model being fine-tuned (the embedded default, or
-# `generate --backend embedded --model X.gguf` with that GGUF as the base), the base model's evaluations reuse
-# them, so the loop answers the paper's question (does the model improve on its own data?).
-LM_FLAGS = (
-    "backend", "model", "base-url", "api", "api-key-env",
-    "concurrency", "threads", "device", "batch-invariant",
-)  # fmt: skip
+Where = Callable[[str], str]  # a key -> where it was given, as a message prefix ("FILE:LINE: ")
+
+
+class StepTables(Protocol):
+    """The step commands' own tables (the CLI's registry provides them: the loop never imports the CLI)."""
+
+    @property
+    def lm_flags(self) -> frozenset[str]:
+        """Flags that pick and drive the generating model (generate's `lm` settings). When it is also the
+        model being fine-tuned (the embedded default, or `generate --backend embedded --model X.gguf` with
+        that GGUF as the base), the base model's evaluations reuse them, so the loop answers the paper's
+        question (does the model improve on its own data?)."""
+        ...
+
+    def normalize(self, section: str, values: Mapping[str, Any], where: Where) -> dict[str, Any]:
+        """A section's keys read by its command: settings keys or flag names -> the flag names."""
+        ...
+
+    def check(self, step: Step, where: Where) -> None:
+        """A step's command line parsed and its settings resolved by its command, as the child will."""
+        ...
 
 
 class ReproduceSettings(BaseModel):
@@ -56,6 +73,17 @@ class ReproduceSettings(BaseModel):
         "as GGUF), transformers (the merged model directory), or auto (embedded when the base is a GGUF "
         "and the method LoRA).",
     )
+    decontaminate: bool = Field(
+        default=True,
+        description="Leave out of the training data what overlaps the evaluation sets the loop runs (the "
+        "user-oriented tasks, and SuperNI when given): prepare --decontaminate for each.",
+    )
+    # Where each section's flag was given ((section, flag) -> "FILE:LINE: "), for the plan's checks.
+    _where: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    def where(self, sections: tuple[str, ...], flag: str) -> str:
+        """Where a step's flag was given, looked up in the sections it may come from (else "")."""
+        return next((self._where[(s, flag)] for s in sections if (s, flag) in self._where), "")
 
 
 # Presets: the CPU default is sized from timed runs on a 2-core machine (docs/reproduce.md, "Timing");
@@ -111,23 +139,46 @@ def _flag_key(key: object) -> str:
 
 
 def resolve_settings(
-    preset: str | None, config: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+    preset: str | None,
+    config: Path | None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    tables: StepTables | None = None,
 ) -> ReproduceSettings:
-    """Preset < YAML < flags. `overrides` maps a section to flags given on the command line."""
+    """Preset < YAML < flags. `overrides` maps a section to flags given on the command line. With `tables`
+    (the commands' own), every section is read by its command: a key it has no setting or flag for is
+    refused naming where it was given."""
     from_yaml = load_yaml(config) if config is not None else {}  # one YAML reader for every command
     chosen = preset or from_yaml.get("preset") or "cpu"
     if chosen not in PRESETS:
         raise UserError(f"--preset {chosen!r}: choose one of {', '.join(PRESETS)}")
-    values = _merge({"preset": chosen}, PRESETS[chosen])
-    values = _merge(values, {k: v for k, v in from_yaml.items() if k != "preset"})
-    values = _merge(values, overrides or {})
+    sources = (
+        (PRESETS[chosen], lambda section, key: f"--preset {chosen} ({section}.{key}): "),
+        (
+            {k: v for k, v in from_yaml.items() if k != "preset"},
+            lambda section, key: f"{config}:{line_of_key(Path(str(config)), [section, key]) or 1}: ",
+        ),
+        (overrides or {}, lambda section, key: f"reproduce's flag for {section}.{key}: "),
+    )
+    values: dict[str, Any] = {"preset": chosen}
+    where: dict[tuple[str, str], str] = {}
+    for given, locate in sources:
+        for section, raw in given.items():
+            if not isinstance(raw, Mapping) or tables is None:
+                values = _merge(values, {section: raw})
+                continue
+            for key, value in raw.items():
+                prefix = locate(section, str(key))
+                flags = tables.normalize(section, {key: value}, lambda _key, p=prefix: p)
+                where.update({(section, flag): prefix for flag in flags})
+                values = _merge(values, {section: flags})
     try:
         settings = ReproduceSettings(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        place = ".".join(str(p) for p in first["loc"]) or "settings"
         source = f" ({config})" if config is not None else ""
-        raise UserError(f"reproduce setting {where}: {first['msg']}{source}") from None
+        raise UserError(f"reproduce setting {place}: {first['msg']}{source}") from None
+    settings._where = where
     _refuse_url_credentials(settings)
     return settings
 
@@ -199,14 +250,15 @@ def _estimates(settings: ReproduceSettings) -> dict[str, float | None]:
     backend = str(settings.generate.get("backend", "embedded"))
     if backend != "embedded" or not _uses_gguf_base(settings):
         return {}
-    n = float(settings.generate.get("num-instructions", 100))
-    steps = settings.finetune.get("max-steps")
+    try:  # a bad value is the plan check's to report, with where it was given
+        n = float(settings.generate.get("num-instructions", 100))
+        steps = float(settings.finetune["max-steps"]) if "max-steps" in settings.finetune else None
+    except (TypeError, ValueError):
+        return {}
     return {
         "generate": n * CPU_RATES["generate_per_instruction"],
         "prepare": 5.0,
-        "finetune": CPU_RATES["finetune_load"] + CPU_RATES["finetune_per_step"] * float(steps)
-        if steps
-        else None,
+        "finetune": CPU_RATES["finetune_load"] + CPU_RATES["finetune_per_step"] * steps if steps else None,
     }
 
 
@@ -246,7 +298,19 @@ def eval_models(
     )
 
 
-def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
+def _prepare_flags(settings: ReproduceSettings) -> dict[str, Any]:
+    """The prepare step's flags: the section's, and the loop's evaluation sets to decontaminate against."""
+    flags = dict(settings.prepare)
+    if settings.decontaminate:
+        given = flags.get("decontaminate") or []
+        sets = [*(given if isinstance(given, list) else [given]), "user-oriented"]
+        if settings.superni.get("tasks"):
+            sets.append(str(settings.superni["tasks"]))
+        flags["decontaminate"] = list(dict.fromkeys(sets))
+    return flags
+
+
+def build_plan(settings: ReproduceSettings, out: Path, tables: StepTables) -> list[Step]:
     """The loop's steps in order. Commands name the loop's files under `out` (absolute, so that paths the user
     gave, such as the SuperNI folder, keep meaning what they meant where the command was typed)."""
 
@@ -254,7 +318,7 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
         return str(out / rel)
 
     gen = {k: v for k, v in settings.generate.items() if k != "out"}
-    lm = {k: v for k, v in gen.items() if k in LM_FLAGS}
+    lm = {k: v for k, v in gen.items() if k in tables.lm_flags}
     # A GGUF that generated the data is, by default, the model fine-tuned on it.
     own_gguf = lm.get("backend") in (None, "embedded") and str(lm.get("model", "")).endswith(".gguf")
     finetune = {"base": lm["model"] if own_gguf else "embedded", **settings.finetune}
@@ -269,22 +333,23 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
              ("generate", "--out", at("run"), *to_flags(gen)),
              ("run/summary.json",), (), est.get("generate")),
         Step("prepare", "Prepare fine-tuning data (stage 4)",
-             ("prepare", at("run"), "--out", at("data/finetune.jsonl"), *to_flags(settings.prepare)),
+             ("prepare", at("run"), "--out", at("data/finetune.jsonl"), *to_flags(_prepare_flags(settings))),
              ("data/finetune.jsonl",), ("generate",), est.get("prepare")),
         Step("finetune", "Fine-tune (stage 5)",
              ("finetune", "--data", at("data/finetune.jsonl"), "--out", at("model"), *to_flags(finetune)),
              ("model/selfinstruct_finetune.json",), ("prepare",), est.get("finetune"), ("--restart",)),
     ]  # fmt: skip
     base_lm, tuned_lm = eval_models(settings, lm, str(finetune["base"]), at("model"))
-    evals: list[tuple[str, str, tuple[str, ...]]] = []
+    # Each evaluation's own section comes after the flags of every evaluation (`eval`), so it wins.
+    evals: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = []
     if settings.superni.get("tasks"):
-        evals.append(("superni", "SuperNI", ("eval", "superni", *to_flags(settings.superni))))
-    user_argv = ("eval", "tasks", "--tasks", "user-oriented", *to_flags(settings.user_oriented))
-    evals.append(("user", "user-oriented tasks", user_argv))
-    for key, label, argv in evals:
-        section = settings.superni if key == "superni" else settings.user_oriented
+        evals.append(("superni", "SuperNI", ("eval", "superni"), settings.superni))
+    evals.append(
+        ("user", "user-oriented tasks", ("eval", "tasks", "--tasks", "user-oriented"), settings.user_oriented)
+    )
+    for key, label, head, section in evals:
         estimate = _eval_estimate(settings, key, section) if est else None
-        common = (*argv, *to_flags(settings.eval))
+        common = (*head, *to_flags(settings.eval), *to_flags(section))
         steps.append(
             Step(f"eval-base-{key}", f"Evaluate the base model on {label}",
                  (*common, *to_flags(base_lm), "--out", at(f"eval/base_{key}.json")),
@@ -302,3 +367,17 @@ def build_plan(settings: ReproduceSettings, out: Path) -> list[Step]:
                  (f"eval/compare_{key}.json",), (f"eval-base-{key}", f"eval-tuned-{key}"), 2.0)
         )  # fmt: skip
     return steps
+
+
+# The sections a step's flags may come from, by the step's name (the base and tuned evaluations take the
+# generating model's flags too).
+def step_sections(step: Step) -> tuple[str, ...]:
+    if step.name.startswith("eval-"):
+        return ("superni" if step.name.endswith("superni") else "user_oriented", "eval", "generate")
+    return (step.name.split("-", 1)[0],)
+
+
+def check_plan(settings: ReproduceSettings, steps: list[Step], tables: StepTables) -> None:
+    """Every step's command line parsed by its command, before any step runs."""
+    for step in steps:
+        tables.check(step, lambda flag, step=step: settings.where(step_sections(step), flag))

@@ -48,6 +48,7 @@ class Results:
     steps: list[tuple[Step, StepRecord]]
     machine: dict[str, str]
     generation: dict[str, Any] = field(default_factory=dict)
+    prepare: dict[str, Any] = field(default_factory=dict)  # stage 4's record (data/finetune.prepare.json)
     finetune: dict[str, Any] = field(default_factory=dict)
     evals: list[EvalPair] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -55,6 +56,48 @@ class Results:
     @property
     def total_seconds(self) -> float:
         return sum(record.seconds for _, record in self.steps)
+
+    def data_lines(self) -> list[str]:
+        """What the training data was made of: stage 4's gate and decontamination, and Table 2 as each
+        judge answered it on the generated data (plain sentences, for both pages)."""
+        lines = []
+        if self.prepare:
+            gate = self.prepare.get("gate") or {}
+            decon = self.prepare.get("decontamination") or {}
+            kept = gate.get("kept")
+            gate_text = (
+                f"quality gate {gate.get('level')} (judge {gate.get('judge')}) kept {kept} of "
+                f"{gate.get('considered')} instances"
+                if kept is not None
+                else "no quality gate"
+            )
+            decon_text = (
+                f"decontamination against {', '.join(decon['sets'])} removed {decon.get('instances', 0)} "
+                f"instances ({decon.get('instructions', 0)} instructions left without any)"
+                if decon.get("sets")
+                else "no decontamination"
+            )
+            lines.append(
+                f"Training data: {self.prepare.get('rows', '?')} prompt/completion pairs; {gate_text}; "
+                f"{decon_text}."
+            )
+        quality = self.generation.get("quality") or {}
+        for judge in quality.get("judges") or []:
+            shares = ", ".join(
+                f"{label} {judge[key]['percent']:.0f}%"
+                for key, label in (
+                    ("valid_task", "valid task"),
+                    ("input_ok", "input appropriate"),
+                    ("output_ok", "output correct"),
+                    ("all", "all three"),
+                )
+                if isinstance(judge.get(key), dict) and judge[key].get("percent") is not None
+            )
+            lines.append(
+                f"Table 2 of the generated data as judged by {judge.get('rater')} ({judge.get('items')} "
+                f"instances): {shares or 'nothing rated clearly'} (the paper's expert: 92%, 79%, 58%, 54%)."
+            )
+        return lines
 
 
 def machine_facts() -> dict[str, str]:
@@ -107,6 +150,7 @@ def collect(
 ) -> Results:
     results = Results(settings, list(zip(steps, records, strict=True)), machine_facts())
     results.generation = _read_json(out / "run" / "summary.json")
+    results.prepare = _read_json(out / "data" / "finetune.prepare.json")
     results.finetune = _read_json(out / "model" / "selfinstruct_finetune.json")
     for key, label in EVALS.items():
         base_path, tuned_path = out / "eval" / f"base_{key}.json", out / "eval" / f"tuned_{key}.json"

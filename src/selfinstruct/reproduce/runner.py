@@ -20,21 +20,11 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from selfinstruct.errors import CommandError
+from selfinstruct.errors import Interrupted, StepFailed
 from selfinstruct.paths import atomic_write
 from selfinstruct.reproduce.plan import Step
 
 MARKERS = "steps"
-
-
-class StepFailed(CommandError):
-    """A step's command exited non-zero; its own message was printed above."""
-
-    exit_code = 1
-
-
-class Interrupted(Exception):
-    """Ctrl-C (or SIGINT) during a step; the step's child has exited."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Seed tasks: the project's own seed set, domain sets, and the loader for the paper's JSONL format."""
+"""Seed tasks: the project's own seed set, domain sets, and the loader for the paper's JSONL format; and
+the paper's user-oriented evaluation set (`user_oriented.py`), which is a task file of that format too."""
 
 from selfinstruct.seeds.loader import (
     classification_only,

@@ -17,8 +17,9 @@ from typing import Any
 from selfinstruct.errors import InputFileError
 from selfinstruct.jsonl import json_type_name, parse_jsonl_lines
 from selfinstruct.records import Instance, Task
+from selfinstruct.seeds import user_oriented
 
-# Built-in sets shipped in seeds/data/ (flat, so the package-data glob `seeds/data/*.jsonl` ships them).
+# Built-in sets shipped in seeds/data/ (flat, so the package-data glob `seeds/data/*` ships them).
 _BUILTIN_FILES: dict[str, str] = {
     "default": "seed_tasks.jsonl",
     "medical": "medical_seed_tasks.jsonl",
@@ -172,8 +173,6 @@ def load_seed_tasks(
     The paper's user-oriented evaluation set is refused (by name, and by content: its distinctive
     instructions) unless `allow_eval_data`: its authors ask that it is not used for training. The error
     names `force_flag`, the caller's option that allows it, if it has one."""
-    from selfinstruct.evaluate import user_oriented
-
     if path is not None and not allow_eval_data and user_oriented.is_user_oriented_name(path):
         raise user_oriented.refuse_for_training("--seeds", path, force_flag=force_flag)
     source = resolve_seed_source(path)

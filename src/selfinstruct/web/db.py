@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.evaluate.judge import RUBRIC
+from selfinstruct.records import CandidateSummary, InstanceRecord, KeptInstruction, StoredCandidate
 from selfinstruct.store import SAMPLE_SCHEMA, CandidateFilter, RunReader, draw_rating_sample
 
 REVIEW_SCHEMA = """
@@ -66,7 +67,7 @@ class BrowseQuery(CandidateFilter):
 
 @dataclass(frozen=True)
 class BrowsePage:
-    rows: list[sqlite3.Row]
+    rows: list[CandidateSummary]
     total: int
     page: int
     pages: int
@@ -90,10 +91,10 @@ def verdicts(conn: sqlite3.Connection, table: str = "candidates") -> list[tuple[
 
 @dataclass(frozen=True)
 class Detail:
-    candidate: sqlite3.Row
-    instruction: sqlite3.Row | None
+    candidate: StoredCandidate
+    instruction: KeptInstruction | None
     most_similar: list[tuple[str, float]]
-    instances: list[sqlite3.Row]
+    instances: list[InstanceRecord]
 
 
 def detail(conn: sqlite3.Connection, candidate_id: int) -> Detail | None:
@@ -102,15 +103,10 @@ def detail(conn: sqlite3.Connection, candidate_id: int) -> Detail | None:
     if cand is None:
         return None
     inst = run.instruction_row_of_candidate(candidate_id)
-    similar: list[tuple[str, float]] = []
-    instances: list[sqlite3.Row] = []
-    if inst is not None:
-        try:
-            similar = [(str(s), float(sc)) for s, sc in json.loads(inst["most_similar"])]
-        except (ValueError, TypeError):
-            similar = []
-        instances = run.instance_rows(inst["id"])
-    return Detail(cand, inst, similar, instances)
+    if inst is None:
+        return Detail(cand, None, [], [])
+    similar = [(s.instruction, s.score) for s in inst.most_similar]
+    return Detail(cand, inst, similar, run.instance_rows(inst.id))
 
 
 # -- the data-quality sample --------------------------------------------------------------------------
@@ -147,11 +143,11 @@ def sample_items(conn: sqlite3.Connection, size: int, seed: int) -> list[SampleI
                 position=position,
                 instruction_id=iid,
                 instance_id=xid,
-                candidate_id=r["candidate_id"],
-                instruction=r["instruction"],
-                input=r["input"],
-                output=r["output"],
-                is_classification=None if r["is_classification"] is None else bool(r["is_classification"]),
+                candidate_id=r.candidate_id,
+                instruction=r.instruction,
+                input=r.input,
+                output=r.output,
+                is_classification=r.is_classification,
             )
         )
     return items

@@ -1,6 +1,9 @@
 """The paper's 252 user-oriented evaluation tasks, shipped as the built-in task set `user-oriented`, and
 the guard that keeps them out of training data (the authors ask that the set is not trained on).
 
+It lives with the seed sets (a task file of the same format, in `seeds/data/` with its NOTICE.md), below
+both of its users: the seed loader refuses it as seeds, and `evaluate` offers it as a task set.
+
 The set is recognised by name (`user-oriented`, or a file named `user_oriented_instructions.jsonl`) and by
 content: an instruction of the set, compared after collapsing whitespace and lower-casing, found as a
 task's instruction or at the start of a prompt (after a template's `Task: ` or similar lead). Only its
