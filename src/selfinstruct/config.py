@@ -71,6 +71,12 @@ class GenerationSettings(BaseModel):
     max_requests: int | None = Field(
         None, ge=1, description="Stop stage 1 after this many requests even if the target is not reached."
     )
+    stall_requests: int | None = Field(
+        1000,
+        ge=1,
+        description="Stop stage 1 when this many replies in a row keep no new instruction (the model only "
+        "repeats the pool, so the target cannot be reached); none: never stop for that.",
+    )
 
 
 class FilterSettings(BaseModel):

@@ -52,7 +52,7 @@ def instance_rows(tasks: Iterable[Task]) -> list[dict[str, object]]:
 
 def chat_rows(tasks: Iterable[Task]) -> list[dict[str, object]]:
     """OpenAI fine-tuning chat format: the instruction (and input) as the user turn."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for t in tasks:
         for i in t.instances:
             user = t.instruction if not i.input.strip() else f"{t.instruction}\n\n{i.input}"
@@ -165,7 +165,9 @@ def _card_facts(
     """What the dataset card says, read from the run and from what this export wrote."""
     saved = store.get_meta("settings")
     settings = saved if isinstance(saved, dict) else {}
-    lm = settings.get("lm") if isinstance(settings.get("lm"), dict) else {}
+    lm = settings.get("lm")
+    if not isinstance(lm, dict):
+        lm = {}
     seeds = store.seed_tasks()
     instances = instance_rows(tasks)
     return export_card.CardFacts(

@@ -57,8 +57,18 @@ DEFAULT_ORDER = ("all_generated_instances", "alpaca", "openai-chat", "parquet", 
 JSON_SUFFIXES = (".json", ".jsonl")
 
 # The Hub's size buckets (https://huggingface.co/docs/hub/datasets-cards): n<1K, 1K<n<10K, ..., n>1T.
-_SIZE_BOUNDS = ((10**3, "1K"), (10**4, "10K"), (10**5, "100K"), (10**6, "1M"), (10**7, "10M"))
-_SIZE_BOUNDS += ((10**8, "100M"), (10**9, "1B"), (10**10, "10B"), (10**11, "100B"), (10**12, "1T"))
+_SIZE_BOUNDS: tuple[tuple[int, str], ...] = (
+    (10**3, "1K"),
+    (10**4, "10K"),
+    (10**5, "100K"),
+    (10**6, "1M"),
+    (10**7, "10M"),
+    (10**8, "100M"),
+    (10**9, "1B"),
+    (10**10, "10B"),
+    (10**11, "100B"),
+    (10**12, "1T"),
+)
 
 _LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}")
 # Characters with a meaning inline in Markdown (GFM tables, the Hub's math) that generated text may hold; an

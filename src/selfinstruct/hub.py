@@ -26,13 +26,21 @@ _STATUS_HINTS = {
 
 
 class HubApi(Protocol):
-    """What this module needs of `huggingface_hub.HfApi` (a test passes a fake)."""
+    """The calls this module makes on `huggingface_hub.HfApi`, as it makes them (a test passes a fake)."""
 
-    def create_repo(self, repo_id: str, **kwargs: Any) -> Any: ...
+    def create_repo(self, repo_id: str, *, repo_type: str, exist_ok: bool, private: bool) -> Any: ...
 
-    def repo_info(self, repo_id: str, **kwargs: Any) -> Any: ...
+    def repo_info(self, repo_id: str, *, repo_type: str) -> Any: ...
 
-    def upload_folder(self, **kwargs: Any) -> Any: ...
+    def upload_folder(
+        self,
+        *,
+        repo_id: str,
+        folder_path: str,
+        repo_type: str,
+        allow_patterns: list[str],
+        commit_message: str,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)

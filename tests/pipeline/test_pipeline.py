@@ -355,3 +355,35 @@ def test_classification_only_uses_classification_seeds_and_header(
         assert prompt.startswith("Come up with a series of classification tasks.")
         # Every instruction shown is a classification seed or one of the run's own.
         assert set(json.loads(shown)) <= clf_seeds | kept
+
+
+def test_stage_1_stops_when_the_model_only_repeats_the_pool(tmp_path: Path) -> None:
+    """A model that writes back the prompt's own tasks never reaches the target: after --stall-requests
+    replies in a row with nothing new, stage 1 stops (exit 0, saying why) instead of asking for ever."""
+    import subprocess
+
+    from tests.conftest import generate_command
+
+    from selfinstruct.testing.fake_server import FakeOpenAIServer
+    from selfinstruct.testing.responder import self_instruct_responder
+
+    def repeats_the_pool(prompt: str, body: dict[str, object]) -> str:
+        if prompt.startswith("Come up with a series of tasks"):
+            return " " + prompt.splitlines()[1].split(". ", 1)[1]  # the prompt's first task, again
+        return self_instruct_responder(prompt, body)
+
+    with FakeOpenAIServer(repeats_the_pool) as server:
+        done = subprocess.run(
+            [
+                *generate_command(tmp_path / "run", server.base_url, num=20, export=False),
+                "--stall-requests",
+                "6",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        stage1 = [b for b in server.bodies if "Come up with a series" in str(b.get("prompt", ""))]
+    assert done.returncode == 0, done.stderr
+    assert "the last 6 stage-1 replies kept no new instruction" in " ".join(done.stderr.split())
+    assert len(stage1) <= 6 + 4  # the stalled ones, and what was in flight (concurrency 4)

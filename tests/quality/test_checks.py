@@ -90,3 +90,22 @@ def test_the_copy_filter_drops_a_reproduced_example_near_exactly() -> None:
     same = [_parsed(EXAMPLES[0].input, EXAMPLES[0].output)]
     assert filter_instances(same, CopyCheck([])) == filter_instances(same) == filter_instances(same, None)
     assert filter_instances(same)[0].verdict == KEPT
+
+
+def test_an_embedded_judge_shares_the_generating_model_and_counts_under_judge() -> None:
+    """`generate --judge embedded` on the embedded default: one model in memory (the judge asks the
+    generator's loaded model), its usage counted with the run's; another backend gets a model of its own."""
+    from selfinstruct.config import RunSettings
+    from selfinstruct.lm.factory import build_client
+    from selfinstruct.quality.rating import LLMJudge, make_judge
+
+    settings = RunSettings.model_validate({"quality": {"judge": "embedded"}})
+    generator = build_client(settings.lm)
+    judge, client = make_judge(settings, None, generator)
+    assert isinstance(judge, LLMJudge) and client is not None
+    assert client.lm is generator.lm and client.usage is generator.usage
+    assert judge.request(RatingItem(1, 1, "Name a fruit.", "", "Apple")).stage == "judge"
+    other = RunSettings.model_validate({"quality": {"judge": "openai/gpt-4o-mini"}})
+    judge, client = make_judge(other, None, build_client(other.lm))
+    assert client is not None and client.settings.backend == "openai" and client.settings.api == "chat"
+    assert make_judge(RunSettings.model_validate({"quality": {"judge": "checks"}}), None)[1] is None

@@ -59,3 +59,33 @@ def test_a_page_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
         write_results(blocker, results)
     assert "\n" not in str(err.value) and str(blocker) in str(err.value)
     assert blocker.read_text().startswith("a file")  # nothing overwritten
+
+
+def test_the_page_says_what_the_training_data_was_made_of(tmp_path: Path) -> None:
+    """The gate, the decontamination (stage 4's record), the data's Table 2 as judged (the run's summary)."""
+    prepare = {
+        "rows": 361,
+        "gate": {"level": "all", "judge": "checks", "kept": 48, "considered": 61, "dropped": {}},
+        "decontamination": {"sets": ["user-oriented", "superni"], "instances": 3, "instructions": 1},
+    }
+    share = {"percent": 82.0}
+    judge = {"rater": "<checks>", "items": 61, "valid_task": {"percent": 96.7}}
+    judge |= {"input_ok": {"percent": 100.0}, "output_ok": share, "all": {"percent": 78.7}}
+    quality = {"judges": [judge]}
+    results = Results(
+        resolve_settings(None, None), [], {"cpu": "test"}, generation={"quality": quality}, prepare=prepare
+    )
+    lines = results.data_lines()
+    assert lines[0] == (
+        "Training data: 361 prompt/completion pairs; quality gate all (judge checks) kept 48 of 61 "
+        "instances; decontamination against user-oriented, superni removed 3 instances (1 instructions left "
+        "without any)."
+    )
+    assert "judged by <checks> (61 instances): valid task 97%, input appropriate 100%" in lines[1]
+    md_path, html_path = write_results(tmp_path, results)
+    assert "- Training data: 361" in md_path.read_text()
+    html = html_path.read_text()
+    assert "&lt;checks&gt;" in html and "<checks>" not in html
+    assert (
+        Results(resolve_settings(None, None), [], {}).data_lines() == []
+    )  # a loop without them says nothing

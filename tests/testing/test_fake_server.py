@@ -174,3 +174,21 @@ def test_stop_cuts_connections_and_refuses_new_ones() -> None:
 )
 def test_cut_reply(text: str, max_tokens: int, stops: list[str], expected: tuple[str, str]) -> None:
     assert cut_reply(text, max_tokens, stops) == expected
+
+
+def test_the_scale_responder_keeps_passing_the_novelty_filter() -> None:
+    """At the paper's scale the pool holds tens of thousands of instructions: the scale responder's must
+    stay new (the plain responder's few thousand combinations stop passing after a few hundred)."""
+    from selfinstruct.novelty.index import NoveltyIndex
+    from selfinstruct.parse import split_instructions
+    from selfinstruct.prompts import generation_prompt
+    from selfinstruct.testing.responder import scale_responder
+
+    index = NoveltyIndex(top_k=0)
+    kept = total = 0
+    for n in range(300):
+        prompt = generation_prompt([f"Task number {n} of the pool.", "Write a haiku about rain."])
+        for item in split_instructions(scale_responder(prompt, {}), 3):
+            total += 1
+            kept += index.check_and_add(item).kept
+    assert total > 1000 and kept / total > 0.98

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers or CI
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from selfinstruct.analysis.stats import FunnelStep
 from selfinstruct.analysis.verbs import VerbNounSummary
 
-_RC = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType, RGBAColorType
+
+_RC: dict[RcKeyType, Any] = {
     "text.parse_math": False,
     "svg.fonttype": "path",  # text as outlines: the SVG carries no LM text as markup
     "svg.hashsalt": "selfinstruct",  # stable ids, reproducible files
@@ -48,7 +53,7 @@ def _meta(fmt: str) -> dict[str, str | None]:
     return {"Date": None} if fmt == "svg" else {}
 
 
-def _new(width: float, height: float) -> tuple[Figure, object]:
+def _new(width: float, height: float) -> tuple[Figure, Axes]:
     with matplotlib.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(width, height))
     return fig, ax
@@ -68,7 +73,7 @@ def sunburst(summary: VerbNounSummary) -> Figure:
             return fig
         outer_sizes: list[int] = []
         outer_labels: list[str] = []
-        outer_colors: list[object] = []
+        outer_colors: list[RGBAColorType] = []
         for v, color in zip(summary.top, colors, strict=True):
             shown = 0
             for noun, count in v.nouns:

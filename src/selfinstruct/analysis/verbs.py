@@ -44,7 +44,8 @@ def load_parser(model: str | None = None) -> tuple[Parser | None, str]:
 
 
 def _lemma(token: Any) -> str:
-    return (token.lemma_ or token.text).lower()
+    lemma: str = token.lemma_ or token.text  # a spaCy Token (spaCy is untyped here)
+    return lemma.lower()
 
 
 def verb_noun(doc: Any) -> tuple[str, str | None] | None:

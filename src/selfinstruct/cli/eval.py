@@ -240,7 +240,7 @@ def _generation_options(
     options = GenerationOptions(
         max_new_tokens=max_new_tokens,
         stop=_unescape(stop),
-        postprocess=postprocess,  # type: ignore[arg-type]
+        postprocess=postprocess,
         early_stop=early_stop,
     )
     if len(options.stop_sequences()) > 4:

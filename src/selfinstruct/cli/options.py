@@ -72,6 +72,7 @@ RUN_FLAGS = FlagTable(
         "generation.classification_only": "classification-only",
         "generation.keep_truncated": "keep-truncated",
         "generation.max_requests": "max-requests",
+        "generation.stall_requests": "stall-requests",
         "generation.prompt_instructions": "prompt-instructions",
         "generation.prompt_machine_instructions": "prompt-machine-instructions",
         "instances.max_instances": "max-instances",
@@ -101,7 +102,7 @@ def _flag_type(annotation: Any) -> Any:
     if origin is Literal:
         return str
     if origin is list:
-        return list[_flag_type(get_args(annotation)[0])]
+        return types.GenericAlias(list, (_flag_type(get_args(annotation)[0]),))  # list[X] built at runtime
     return annotation
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfinstruct.cli.extras import missing
-from selfinstruct.errors import UserError
+from selfinstruct.errors import Interrupted, UserError
 
 console = Console(stderr=True)
 
@@ -83,7 +83,6 @@ def reproduce(
     compare, then write results.md and results.html. Rerun the same command to resume: finished steps are
     skipped. Other settings on an existing --out are refused unless --update."""
     from selfinstruct.reproduce.loop import open_loop, run_loop
-    from selfinstruct.reproduce.runner import Interrupted
 
     overrides: dict[str, dict[str, Any]] = {
         "generate": {k: v for k, v in (("backend", backend), ("model", model), ("base-url", base_url)) if v},

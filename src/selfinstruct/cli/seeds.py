@@ -12,6 +12,7 @@ from rich.table import Table
 
 from selfinstruct.errors import UserError
 from selfinstruct.paths import check_output_file, refuse_inputs
+from selfinstruct.records import Task
 from selfinstruct.seeds.loader import (
     classification_only,
     list_builtin_seed_sets,
@@ -21,7 +22,7 @@ from selfinstruct.seeds.loader import (
 )
 
 
-def _table1(title: str, tasks: list) -> Table:
+def _table1(title: str, tasks: list[Task]) -> Table:
     from selfinstruct.analysis.stats import table1  # the report's own; imported late (numba kernels)
 
     table = Table(title=title, show_header=False)

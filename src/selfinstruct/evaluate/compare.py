@@ -116,7 +116,7 @@ def compare_reports(
 
     def row(
         name: str, level: Literal["overall", "category", "task"], group: list[tuple[ItemRecord, float, float]]
-    ):
+    ) -> Difference:
         va = np.array([p[1] for p in group])
         vb = np.array([p[2] for p in group])
         low, high = paired_bootstrap_ci(va, vb, samples=samples, confidence=confidence, seed=seed)

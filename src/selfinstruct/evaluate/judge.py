@@ -150,7 +150,7 @@ def parse_judgement(reply: str) -> Judgement:
 
 def rating_counts(ratings: list[Rating | None]) -> dict[str, int]:
     """Counts of A-D plus `unrated`, always with all five keys (stable columns in tables)."""
-    counts = {rating: 0 for rating in RATINGS}
+    counts: dict[str, int] = {rating: 0 for rating in RATINGS}
     counts["unrated"] = 0
     for rating in ratings:
         counts[rating or "unrated"] += 1

@@ -190,7 +190,9 @@ def run_evaluation(config: EvalConfig) -> EvalReport:
         )
     options = {**recorded_options(config, given), **item_set.options}
 
-    progress = EvalProgress(Console(stderr=True), enabled=not config.quiet)
+    console = Console(stderr=True)
+    # A live bar only on a terminal: elsewhere (a log, a pipe) it would leave a stray line per redraw.
+    progress = EvalProgress(console, enabled=not config.quiet and console.is_terminal)
     context: AbstractContextManager[Any] = progress.bar if not config.quiet else nullcontext()
     started = time.monotonic()
     try:

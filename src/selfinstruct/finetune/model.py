@@ -48,12 +48,15 @@ def gguf_location(base: str) -> tuple[Path, str] | None:
 def make_serializable(model: PreTrainedModel) -> None:
     """A GGUF-loaded model is dequantized in memory, but still flagged as quantized, which blocks training
     helpers and `save_pretrained`. The weights are plain tensors, so dropping the flag is safe."""
+    # Attributes the loader sets, undeclared on the class: torch types an undeclared attribute as a Tensor
+    # or a Module (`Module.__setattr__`), so they are set through an untyped name.
+    loaded: Any = model
     if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
+        loaded.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     if getattr(model, "is_quantized", False):
-        model.is_quantized = False
+        loaded.is_quantized = False
 
 
 def load_base(

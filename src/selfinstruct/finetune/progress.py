@@ -61,7 +61,7 @@ class RichProgressCallback(TrainerCallback):
     ) -> None:
         if self.progress is None or not logs:
             return
-        fields: dict[str, str] = {}
+        fields: dict[str, Any] = {}  # rich's task fields (Progress.update's **fields: Any)
         if "loss" in logs:
             fields["loss"] = f"{float(logs['loss']):.4f}"
         if "num_tokens" in logs:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from selfinstruct.errors import AdapterConversionError, UserError
 from selfinstruct.finetune.config import FinetuneConfig
@@ -39,6 +39,7 @@ from selfinstruct.finetune.model import (
 from selfinstruct.paths import atomic_write, created_dirs, lock_folder
 
 if TYPE_CHECKING:
+    import torch
     from rich.console import Console
     from trl import SFTTrainer
 
@@ -93,6 +94,12 @@ def sft_arguments(cfg: FinetuneConfig, out: Path, precision: str) -> Any:
     if cfg.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
         raise UserError("liger_kernel needs the liger-kernel package: pip install liger-kernel")
 
+    # Keywords whose presence or name is decided at run time. Any values: mypy checks each value of a
+    # `**dict` against every one of SFTConfig's fields.
+    chosen: dict[str, Any] = {
+        **({"optim": cfg.optim} if cfg.optim else {}),
+        **_checkpointing_flag(cfg.gradient_checkpointing),
+    }
     return SFTConfig(
         output_dir=str(out / CHECKPOINTS),
         num_train_epochs=cfg.epochs,
@@ -107,9 +114,8 @@ def sft_arguments(cfg: FinetuneConfig, out: Path, precision: str) -> Any:
         packing=cfg.packing,
         torch_compile=cfg.torch_compile,
         use_liger_kernel=cfg.liger_kernel,
-        **({"optim": cfg.optim} if cfg.optim else {}),
         completion_only_loss=True,  # the paper's prompt loss weight 0
-        **_checkpointing_flag(cfg.gradient_checkpointing),
+        **chosen,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         seed=cfg.seed,
@@ -281,8 +287,10 @@ def save_outputs(trainer: SFTTrainer, cfg: FinetuneConfig, out: Path) -> str | N
     """Adapter (LoRA) to OUT/adapter, merged or full weights + tokenizer to OUT. Returns the adapter dir."""
     from peft import PeftModel
 
-    model = trainer.model
-    tokenizer = trainer.processing_class
+    # Both set by build_trainer. TRL types them as optional, the model as any torch Module (a PEFT wrapper
+    # for LoRA, whose attributes torch types as Tensor | Module) and the tokenizer as any processor.
+    model: Any = trainer.model
+    tokenizer: Any = trainer.processing_class
     model.config.use_cache = True  # gradient checkpointing turns the KV cache off; generation wants it
     if not isinstance(model, PeftModel):
         trainer.save_model(str(out))  # collective under DeepSpeed/FSDP: every process calls it
@@ -361,8 +369,9 @@ def _train_and_save(
         seconds = time.perf_counter() - start
         state = trainer.state
         # Counted before saving: merging the LoRA weights into the model leaves nothing trainable.
-        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in trainer.model.parameters())
+        model = cast("torch.nn.Module", trainer.model)  # set by build_trainer; TRL types it as optional
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
         adapter = save_outputs(trainer, cfg, out)
     gguf = write_llama_cpp_adapter(cfg, out, adapter) if trainer.is_world_process_zero() else {}
 

@@ -465,7 +465,7 @@ class LMClient:
             reraise=True,
         )
         try:
-            completion = await retrying(attempt)
+            completion: Completion = await retrying(attempt)
         except RetryableLMError as exc:
             usage.errors += 1
             self._emit("failed", request, error=str(exc))

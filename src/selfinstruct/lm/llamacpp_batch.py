@@ -312,7 +312,7 @@ class BatchEngine:
         piece = self._pieces.get(token)
         if piece is None:
             n = self.llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buffer, 256, 0, False)
-            piece = bytes(self._piece_buffer[: max(n, 0)])
+            piece = self._piece_buffer.raw[: max(n, 0)]
             self._pieces[token] = piece
         return piece
 

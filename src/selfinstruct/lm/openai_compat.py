@@ -61,9 +61,12 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _as_int(value: object) -> int:
+    """A token count from the reply's JSON: a number or a numeric string, else 0."""
+    if not isinstance(value, (int, float, str)):  # null, a list, an object: what int() would reject
+        return 0
     try:
-        return max(0, int(value))  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return max(0, int(value))
+    except (ValueError, OverflowError):  # "abc", or inf/Infinity from a sloppy server
         return 0
 
 
@@ -86,7 +89,9 @@ def parse_reply(data: object, chat: bool, stops: tuple[str, ...]) -> tuple[str, 
     text, cut = apply_stops(text, stops)
     if cut:
         finish = "stop"
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     return text, finish, _as_int(usage.get("prompt_tokens")), _as_int(usage.get("completion_tokens"))
 
 

@@ -85,7 +85,7 @@ class GGUFVocabCounter:
         data = text.encode("utf-8")
         with self._lock:
             # A negative result is the size needed: a count is all we want, so no second call.
-            n = self._lc.llama_tokenize(self._vocab, data, len(data), None, 0, True, True)
+            n: int = self._lc.llama_tokenize(self._vocab, data, len(data), None, 0, True, True)
         return -n if n < 0 else n
 
     def close(self) -> None:
@@ -122,7 +122,7 @@ def _gguf_counter(model: str | None) -> TokenCounter | None:
 
 def _tiktoken_counter(model: str) -> TokenCounter | None:
     try:
-        import tiktoken  # type: ignore[import-not-found]  # optional: pip install tiktoken
+        import tiktoken  # optional: pip install tiktoken
     except ImportError:
         return None
     found: list[Any] = []
@@ -145,7 +145,7 @@ def _tiktoken_counter(model: str) -> TokenCounter | None:
 
 def _transformers_counter(model: str) -> TokenCounter | None:
     try:
-        from transformers import AutoTokenizer  # type: ignore[import-not-found]
+        from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
     except Exception:  # not installed, or not on disk: no download for an estimate

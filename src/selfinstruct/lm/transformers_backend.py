@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, cast
 
 from selfinstruct.errors import LMError, UserError
 from selfinstruct.lm.base import Completion, Decoding, FinishReason, apply_stops
@@ -84,7 +85,10 @@ def _penalty_processor(prompt_length: int, presence: float, frequency: float) ->
                 return scores
             counts = torch.zeros_like(scores)
             counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-            return scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
+            # Arithmetic on tensors is typed as Tensor; the result is float like `scores`.
+            return cast(
+                torch.FloatTensor, scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
+            )
 
     return OpenAIPenalties()
 
@@ -112,10 +116,10 @@ def _continuous_penalties(presence: float, frequency: float, slots: int, vocab: 
     from transformers.generation.continuous_batching.requests import RequestStatus
 
     class ContinuousPenalties(ContinuousBatchingLogitsProcessor):
-        supported_kwargs: ClassVar[dict[str, type]] = {}
         ignored_kwargs: tuple[str, ...] = ()
 
         def __init__(self) -> None:
+            self.supported_kwargs = {}  # no per-request kwargs (an instance attribute, as the base declares)
             self.presence, self.frequency = presence, frequency
             self.scratch = slots
             self.counts = torch.zeros(slots + 1, vocab, dtype=torch.float32, device=device)
@@ -225,6 +229,9 @@ class TransformersLM:
     ) -> None:
         if not settings.model:
             raise UserError("the transformers backend needs --model (a local path or a Hugging Face id)")
+        # Checked here, before any command starts its progress display: a light install hears it at once.
+        if any(importlib.util.find_spec(name) is None for name in ("torch", "transformers")):
+            raise UserError("the transformers backend needs: pip install 'selfinstruct[hf]'")
         self.settings = settings
         self.batch_wait = batch_wait
         self.continuous = continuous  # None: on CUDA when available
@@ -272,7 +279,9 @@ class TransformersLM:
             dtype = getattr(torch, _DTYPES[self.settings.dtype])
         try:
             tokenizer = AutoTokenizer.from_pretrained(name, **extra)
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **extra)
+            # Any: PreTrainedModel.to is a functools.wraps wrapper, which typeshed types as unbound (as if
+            # `device` were `self`); the model is kept as Any (`self._model`) anyway.
+            model: Any = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **extra)
         except (OSError, ValueError) as exc:
             raise UserError(f"could not load the model {name!r}: {str(exc).splitlines()[0]}") from exc
         tokenizer.padding_side = "left"

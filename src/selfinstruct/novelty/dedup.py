@@ -28,7 +28,7 @@ class DedupSummary:
         return self.read - self.kept
 
 
-def _text(path: Path, number: int, row: dict, field: str, fallback: str | None = None) -> str:
+def _text(path: Path, number: int, row: dict[str, object], field: str, fallback: str | None = None) -> str:
     value = row.get(field)
     if value is None and fallback is not None:
         value = row.get(fallback)

@@ -485,7 +485,9 @@ def prepare_run(
     try:
         settings = store.get_meta("settings")
         settings = settings if isinstance(settings, dict) else {}
-        lm = settings.get("lm") if isinstance(settings.get("lm"), dict) else {}
+        lm = settings.get("lm")
+        if not isinstance(lm, dict):
+            lm = {}
         if seed is None:
             seed = int(settings.get("seed", PAPER_SEED))
         if eos is not None:

@@ -88,6 +88,7 @@ class PipelineRunner:
         # Rates each kept instance as soon as stage 3 keeps it (only where stage 3 runs).
         self.judge = judge if "instances" in self.stages else None
         self._group: asyncio.TaskGroup | None = None
+        self._stalled = 0  # stage-1 replies in a row that kept no instruction (this session)
 
     # -- entry point -----------------------------------------------------------------------------------
     async def run(self) -> PipelineState:
@@ -179,6 +180,15 @@ class PipelineRunner:
         if max_requests is not None and requests_made >= max_requests:
             self.state.stopped_reason = f"reached --max-requests {max_requests}"
             return True
+        stall = self.settings.generation.stall_requests
+        if stall is not None and self._stalled >= stall:
+            # Without this a model that only repeats the pool would keep stage 1 asking for ever. Said once,
+            # with the count that stopped it (the replies still in flight are processed after).
+            self.state.stopped_reason = self.state.stopped_reason or (
+                f"the last {self._stalled} stage-1 replies kept no new instruction (the model repeats the "
+                "pool; try a higher --gen-temperature or other seeds, or raise --stall-requests)"
+            )
+            return True
         return self.state.kept >= self.state.target
 
     async def _generate(self) -> None:
@@ -223,6 +233,7 @@ class PipelineRunner:
                 records, kept = processor.process(
                     completion.text, completion.finish_reason, first_numbers.pop(head)
                 )
+                self._stalled = 0 if kept else self._stalled + 1
                 # The reply's results and the requests it lets through the window: one commit.
                 with self.store.transaction():
                     new_ids = self.store.finish_gen_request(

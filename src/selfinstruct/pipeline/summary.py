@@ -285,8 +285,8 @@ def summary_markdown(summary: RunSummary) -> str:
     if summary.cost.shown:
         lines += ["", "## Spent so far (all sessions)", ""]
         lines += ["| " + " | ".join(COST_COLUMNS) + " |", "|---|---:|---:|---:|---:|"]
-        rows = [*summary.cost.stages, summary.cost.total, *summary.cost.endpoints]
-        lines += ["| " + " | ".join(cost_cells(row)) + " |" for row in rows]
+        cost_rows = [*summary.cost.stages, summary.cost.total, *summary.cost.endpoints]
+        lines += ["| " + " | ".join(cost_cells(row)) + " |" for row in cost_rows]
         if (prices := summary.cost.prices) is not None:
             lines += ["", f"Prices: ${prices['input']:g} in, ${prices['output']:g} out per million tokens."]
         if summary.cost.budget_line:

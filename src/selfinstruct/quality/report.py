@@ -13,7 +13,8 @@ from selfinstruct.quality.stats import QuestionAgreement, Table2, agreement, tab
 from selfinstruct.store import RunReader
 
 COLUMNS: tuple[str, ...] = (*KEYS, "all")
-HEADERS: dict[str, str] = {**LABELS, "all": "all three"}
+# LABELS copied key by key: as a whole it is a dict[Question, str], which a dict[str, str] cannot take.
+HEADERS: dict[str, str] = {**{key: label for key, label in LABELS.items()}, "all": "all three"}
 SHORT: dict[str, str] = {
     "valid_task": "valid task",
     "input_ok": "input ok",

@@ -7,9 +7,12 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 from selfinstruct.quality.questions import KEYS
-from selfinstruct.records import Answers
+from selfinstruct.records import Answers, Question
+
+K = TypeVar("K", bound=Hashable)  # the item keys two raters' answers are matched on
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 
@@ -118,12 +121,13 @@ class QuestionAgreement:
         }
 
 
-def agreement(a: Mapping[str, Answers], b: Mapping[str, Answers]) -> list[QuestionAgreement]:
-    """Per question (and all three), agreement of two raters' answers keyed by item, over the items both
-    answered on that question."""
-    common = sorted(a.keys() & b.keys())
+def agreement(a: Mapping[K, Answers], b: Mapping[K, Answers]) -> list[QuestionAgreement]:
+    """Per question (and all three), agreement of two raters' answers keyed by item (an instance id, a
+    name: any hashable key), over the items both answered on that question."""
+    common = a.keys() & b.keys()  # unsorted: both statistics count pairs, so their order cannot matter
     out = []
-    for key in (*KEYS, "all"):
+    questions: tuple[Question | Literal["all"], ...] = (*KEYS, "all")
+    for key in questions:
         pairs = [
             (x, y)
             for item in common
@@ -136,5 +140,5 @@ def agreement(a: Mapping[str, Answers], b: Mapping[str, Answers]) -> list[Questi
     return out
 
 
-def _value(answers: Answers, key: str) -> bool | None:
-    return answers.all_yes if key == "all" else answers.get(key)  # type: ignore[arg-type]
+def _value(answers: Answers, key: Question | Literal["all"]) -> bool | None:
+    return answers.all_yes if key == "all" else answers.get(key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -25,6 +26,11 @@ Preset = Literal["cpu", "paper"]
 TunedRuntime = Literal["auto", "embedded", "transformers"]
 
 Where = Callable[[str], str]  # a key -> where it was given, as a message prefix ("FILE:LINE: ")
+
+
+def _given_at(prefix: str) -> Where:
+    """Every key of one source given at the same place (a preset, a flag)."""
+    return lambda _key: prefix
 
 
 class StepTables(Protocol):
@@ -151,7 +157,7 @@ def resolve_settings(
     chosen = preset or from_yaml.get("preset") or "cpu"
     if chosen not in PRESETS:
         raise UserError(f"--preset {chosen!r}: choose one of {', '.join(PRESETS)}")
-    sources = (
+    sources: tuple[tuple[Mapping[str, Any], Callable[[str, str], str]], ...] = (
         (PRESETS[chosen], lambda section, key: f"--preset {chosen} ({section}.{key}): "),
         (
             {k: v for k, v in from_yaml.items() if k != "preset"},
@@ -168,7 +174,7 @@ def resolve_settings(
                 continue
             for key, value in raw.items():
                 prefix = locate(section, str(key))
-                flags = tables.normalize(section, {key: value}, lambda _key, p=prefix: p)
+                flags = tables.normalize(section, {key: value}, _given_at(prefix))
                 where.update({(section, flag): prefix for flag in flags})
                 values = _merge(values, {section: flags})
     try:
@@ -380,4 +386,4 @@ def step_sections(step: Step) -> tuple[str, ...]:
 def check_plan(settings: ReproduceSettings, steps: list[Step], tables: StepTables) -> None:
     """Every step's command line parsed by its command, before any step runs."""
     for step in steps:
-        tables.check(step, lambda flag, step=step: settings.where(step_sections(step), flag))
+        tables.check(step, partial(settings.where, step_sections(step)))

@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from selfinstruct.evaluate.compare import Comparison, compare_reports
+from selfinstruct.evaluate.compare import CompareMetric, Comparison, compare_reports
 from selfinstruct.evaluate.report import EvalReport, load_report
 from selfinstruct.paths import atomic_write
 from selfinstruct.reproduce.plan import ReproduceSettings, Step
@@ -159,10 +159,10 @@ def collect(
         base, tuned = load_report(base_path), load_report(tuned_path)
         seed = int(settings.compare.get("seed", 0))
         samples = int(settings.compare.get("samples", 1000))
-        metrics = ["rougeL", "exact_match"]
+        metrics: list[CompareMetric] = ["rougeL", "exact_match"]
         if any(item.judge for item in base.items) and any(item.judge for item in tuned.items):
             metrics.append("rating")
-        comparisons = {
+        comparisons: dict[str, Comparison] = {
             metric: compare_reports(
                 base, tuned, metric, samples=samples, seed=seed, a_name="base", b_name="tuned"
             )

@@ -176,3 +176,35 @@ def self_instruct_responder(prompt: str, body: dict[str, Any]) -> str:
     if prompt.startswith(OUTPUT_FIRST_HEADER):
         return _output_first_reply(prompt)
     return "I am not sure what you mean."
+
+
+# Syllables of made-up topic words: 20^3 = 8,000 words, so the scale responder's instructions seldom share
+# more than their frame and pass the novelty filter at any scale (the paper's 52,000 included).
+_SYLLABLES: tuple[str, ...] = (
+    *("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa"),
+    *("bel", "dor", "fin", "gar", "hul", "jex", "kor", "lun", "mar", "qua"),
+)
+
+
+def _topic_word(rng: random.Random) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(3))
+
+
+def _scale_generation_reply(prompt: str) -> str:
+    rng = _rng(prompt, "scale")
+    items = [
+        f"{rng.choice(_VERBS)} the {_topic_word(rng)} {_topic_word(rng)} of the {_topic_word(rng)} "
+        f"{_topic_word(rng)} using {_topic_word(rng)} {_topic_word(rng)}."
+        for _ in range(rng.randint(3, 7))
+    ]
+    first = int(prompt.rstrip().rsplit("\n", 1)[-1].rstrip(".") or 9)
+    lines = [f" {items[0]}"] + [f"{first + i}. {text}" for i, text in enumerate(items[1:], start=1)]
+    return "\n".join(lines) + "\n\nThat is all."
+
+
+def scale_responder(prompt: str, body: dict[str, Any]) -> str:
+    """`self_instruct_responder` with an unbounded supply of new instructions: for runs at the paper's scale
+    (the plain responder's few thousand combinations stop passing the novelty filter after a few hundred)."""
+    if prompt.startswith((GENERATION_HEADER, GENERATION_HEADER_CLASSIFICATION)):
+        return _scale_generation_reply(prompt)
+    return self_instruct_responder(prompt, body)

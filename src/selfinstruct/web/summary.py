@@ -42,7 +42,7 @@ class Agreement:
 
 def _data_row(rater: str, rows: list[sqlite3.Row]) -> DataSummary:
     n = len(rows)
-    pct = {}
+    pct: dict[str, float] = {}
     for key, _ in QUESTIONS:
         pct[key] = 100.0 * sum(1 for r in rows if r[key] == 1) / n if n else 0.0
     pct["all"] = 100.0 * sum(1 for r in rows if all(r[k] == 1 for k, _ in QUESTIONS)) / n if n else 0.0
