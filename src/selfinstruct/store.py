@@ -175,14 +175,6 @@ def _opt_bool(value: object) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _json_dict(text: str) -> dict[str, str]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
 def sample_key(size: int, seed: int) -> str:
     """How a rating sample is named in `review_sample` (the review page's `--sample` and `--seed`)."""
     return f"seed={seed};size={size}"
@@ -393,13 +385,6 @@ class RunReader:
         wanted = set(instance_ids)
         return [item for item in items if item.instance_id in wanted]
 
-    def kept_instance_ids_of(self, instruction_id: int) -> list[int]:
-        rows = self.conn.execute(
-            "SELECT id FROM instances WHERE instruction_id = ? AND verdict = 'kept' ORDER BY position",
-            (instruction_id,),
-        )
-        return [int(r[0]) for r in rows]
-
     def quality_judges(self) -> list[tuple[str, int]]:
         """(judge, instances it rated), the judge that rated most first (ties: the latest first)."""
         rows = self.conn.execute(
@@ -415,10 +400,6 @@ class RunReader:
             (judge,),
         )
         return {int(r[0]): Answers(_opt_bool(r[1]), _opt_bool(r[2]), _opt_bool(r[3])) for r in rows}
-
-    def quality_reasons(self, judge: str) -> dict[int, dict[str, str]]:
-        rows = self.conn.execute("SELECT instance_id, reasons FROM quality_ratings WHERE judge = ?", (judge,))
-        return {int(r[0]): _json_dict(r[1]) for r in rows}
 
     def rated_instance_ids(self, judge: str) -> set[int]:
         rows = self.conn.execute("SELECT instance_id FROM quality_ratings WHERE judge = ?", (judge,))

@@ -306,7 +306,7 @@ class PipelineRunner:
         self.state.instructions_finished += 1
         self.on_update(self.state)
         if self.judge is not None:
-            await self._rate(self.store.rating_items(self.store.kept_instance_ids_of(instruction_id)))
+            await self._rate(self.store.rating_items(self.store.kept_instance_ids(instruction_id)))
 
     # -- rating (--judge) ------------------------------------------------------------------------------
     def _unrated(self) -> list[RatingItem]:
