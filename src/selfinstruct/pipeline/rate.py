@@ -13,7 +13,7 @@ from selfinstruct.errors import UserError
 from selfinstruct.lm import eventloop
 from selfinstruct.lm.cache import SQLiteResponseCache
 from selfinstruct.paths import lock_folder
-from selfinstruct.pipeline.summary import SPENT_KEY, RunSummary, refresh_summary, run_budget
+from selfinstruct.pipeline.summary import RunSummary, refresh_summary, stored_budget
 from selfinstruct.quality.rating import LLMJudge, make_judge, rate_items, unrated
 from selfinstruct.records import RatingItem
 from selfinstruct.store import RunStore, WalCheckpointer, draw_rating_sample
@@ -67,11 +67,8 @@ def rate_run(
             assert judge is not None
             if client is not None:
                 # The run's budget and prices cover its judge too: what `rate` spends is counted with the
-                # run's spending (stored after every reply) and stops at --max-cost / --max-total-tokens.
-                budget = run_budget(settings, store.get_meta(SPENT_KEY))
-                budget.on_spend = lambda ledger: store.set_meta(SPENT_KEY, ledger.as_dict())
-                client.budget = budget
-                client.spend_label = " (judge)"
+                # run's spending and stops at --max-cost / --max-total-tokens.
+                client.budget = stored_budget(settings, store)
             # --redo: every item again, its stored answers replaced (replies of the same prompt come from the
             # run's cache, read by today's parser).
             todo = list(items) if redo else unrated(store, judge.name, items)

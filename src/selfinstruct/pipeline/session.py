@@ -29,7 +29,7 @@ from selfinstruct.paths import (
     storage_error,
 )
 from selfinstruct.pipeline.runner import STAGES, PipelineRunner, PipelineState
-from selfinstruct.pipeline.summary import SPENT_KEY, RunSummary, run_budget, summarize, write_summary
+from selfinstruct.pipeline.summary import RunSummary, stored_budget, summarize, write_summary
 from selfinstruct.quality.rating import make_judge
 from selfinstruct.records import Task
 from selfinstruct.seeds import load_seed_tasks
@@ -215,14 +215,9 @@ async def _drive(
     cache = SQLiteResponseCache(run.store.path)
     client = build_client(run.settings.lm, cache)
     judge, judge_client = make_judge(run.settings, cache, client)
-    # One budget for the run's clients; what they spend is stored in the run after every reply, so a
-    # resumed run (or one killed and rerun) counts what earlier sessions spent.
-    budget = run_budget(run.settings, run.store.get_meta(SPENT_KEY))
-    budget.on_spend = lambda ledger: run.store.set_meta(SPENT_KEY, ledger.as_dict())
-    client.budget = budget
+    client.budget = stored_budget(run.settings, run.store)
     if judge_client is not None:
-        judge_client.budget = budget
-        judge_client.spend_label = " (judge)"
+        judge_client.budget = client.budget
     display = RunProgress(console, show_progress)
     started = time.monotonic()
     runner = PipelineRunner(

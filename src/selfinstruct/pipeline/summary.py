@@ -14,7 +14,7 @@ from selfinstruct.filters import CANDIDATE_VERDICTS, INSTANCE_VERDICTS, KEPT
 from selfinstruct.lm.client import Budget, Ledger, Prices, Spent, format_usd
 from selfinstruct.paths import atomic_write
 from selfinstruct.quality.report import QualitySummary, quality_summary, table2_markdown, table2_rich
-from selfinstruct.store import RunReader
+from selfinstruct.store import RunReader, RunStore
 
 # The run's meta key holding what its LM requests spent (a `Ledger`), over all its sessions.
 SPENT_KEY = "spent"
@@ -35,6 +35,14 @@ def run_budget(settings: RunSettings, stored: object) -> Budget:
         max_cost=c.max_cost,
         max_total_tokens=c.max_total_tokens,
     )
+
+
+def stored_budget(settings: RunSettings, store: RunStore) -> Budget:
+    """The run's budget with what its earlier sessions spent, storing what this one spends after every reply
+    (so a resumed run, or one killed and rerun, counts it): one budget for all of a command's clients."""
+    budget = run_budget(settings, store.get_meta(SPENT_KEY))
+    budget.on_spend = lambda ledger: store.set_meta(SPENT_KEY, ledger.as_dict())
+    return budget
 
 
 @dataclass

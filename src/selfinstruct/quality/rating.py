@@ -89,6 +89,7 @@ def make_judge(
     )
     lm = generator.lm if same and generator is not None else build_lm(judge_lm)
     client = LMClient(lm, judge_lm, cache)
+    client.spend_label = " (judge)"  # its endpoints apart from the generator's in the run's spending
     if generator is not None:
         client.usage = generator.usage
     return LLMJudge(client), client
