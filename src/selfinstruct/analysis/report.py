@@ -154,12 +154,7 @@ def build_report(data: AnalysisInput, options: ReportOptions, figure_formats: Se
             samples=samples,
             options=options,
             quality=data.quality,
-            quality_rows=[
-                *((f"judge {t.rater}", t) for t in data.quality.judges),
-                *((f"{t.rater} (person)", t) for t in data.quality.humans),
-            ]
-            if data.quality
-            else [],
+            quality_rows=data.quality.rows() if data.quality else [],
             quality_columns=[(key, HEADERS[key]) for key in COLUMNS],
             paper_table2=PAPER_TABLE2,
             share_cell=cell,

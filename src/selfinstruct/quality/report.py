@@ -42,6 +42,13 @@ class QualitySummary:
     def __bool__(self) -> bool:
         return bool(self.judges or self.humans)
 
+    def rows(self) -> list[tuple[str, Table2]]:
+        """Each rater's Table 2 with its label, as every rendering lists them: judges, then people."""
+        return [
+            *((f"judge {t.rater}", t) for t in self.judges),
+            *((f"human {t.rater}", t) for t in self.humans),
+        ]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "judges": [t.as_dict() for t in self.judges],
@@ -89,10 +96,7 @@ def table2_rich(summary: QualitySummary) -> list[Table]:
     main.add_column("items", justify="right")
     for key in COLUMNS:
         main.add_column(SHORT[key], justify="right", no_wrap=True)
-    for who, t in [
-        *(("judge " + j.rater, j) for j in summary.judges),
-        *(("human " + h.rater, h) for h in summary.humans),
-    ]:
+    for who, t in summary.rows():
         main.add_row(who, str(t.items), *(cell(t, key).replace(" ", "\n", 1) for key in COLUMNS))
     main.add_row("paper (expert)", "200", *(f"{PAPER_TABLE2[key]:.0f}%" for key in COLUMNS))
     tables.append(main)
@@ -120,10 +124,7 @@ def table2_markdown(summary: QualitySummary) -> str:
     """The same tables in Markdown (summary.md, the dataset card)."""
     header = "| rated by | items | " + " | ".join(HEADERS[k] for k in COLUMNS) + " |"
     lines = [header, "|---|---:|" + "---:|" * len(COLUMNS)]
-    for who, t in [
-        *(("judge " + j.rater, j) for j in summary.judges),
-        *(("human " + h.rater, h) for h in summary.humans),
-    ]:
+    for who, t in summary.rows():
         lines.append(f"| {who} | {t.items} | " + " | ".join(cell(t, k) for k in COLUMNS) + " |")
     lines.append("| paper (expert) | 200 | " + " | ".join(f"{PAPER_TABLE2[k]:.0f}%" for k in COLUMNS) + " |")
     notes = [
