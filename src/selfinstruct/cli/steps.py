@@ -42,13 +42,6 @@ Where = Callable[[str], str]  # a section key -> where it was given ("FILE:LINE:
 ParsedCommand = Any
 
 
-def _click(name: str) -> ParsedCommand:
-    command: Any = typer.main.get_command(registry.build_app(typer.Typer()))
-    for part in name.split():
-        command = command.commands[part]
-    return command
-
-
 def _option_names(command: ParsedCommand) -> dict[str, tuple[str, bool | None]]:
     """Each long option of a command -> (its canonical name, the bool a `--no-x` form means)."""
     names: dict[str, tuple[str, bool | None]] = {}
@@ -85,12 +78,16 @@ class StepCommands:
     """What `reproduce` needs of the CLI: reading a section, the flags that pick an LM, checking a step."""
 
     def __init__(self) -> None:
-        self._clicks: dict[str, ParsedCommand] = {}
+        self._root: ParsedCommand = None
 
     def click(self, name: str) -> ParsedCommand:
-        if name not in self._clicks:
-            self._clicks[name] = _click(name)
-        return self._clicks[name]
+        """The parsed command `name` names ("eval superni"): one app is built, on first use, for all steps."""
+        if self._root is None:
+            self._root = typer.main.get_command(registry.build_app(typer.Typer()))
+        command = self._root
+        for part in name.split():
+            command = command.commands[part]
+        return command
 
     @property
     def lm_flags(self) -> frozenset[str]:
